@@ -1,0 +1,1 @@
+"""Ray actors: thin async hosts around the core classes in `invispose`."""

@@ -1,0 +1,1 @@
+"""Ray Serve deployments: batched inference and the HTTP gateway."""

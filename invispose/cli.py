@@ -1,0 +1,108 @@
+"""The `invispose` command: config checks, CSI tools, simulator, model, benchmarks, runtime."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from invispose import __version__
+from invispose.errors import ConfigError, InvisPoseError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CSI_DATA = PROJECT_ROOT.parent / "shared" / "data" / "csi"
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from invispose.config import load_config
+
+    try:
+        config = load_config(args.path)
+    except ConfigError as exc:
+        if exc.problems:
+            print(f"{args.path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+            for loc, msg in exc.problems:
+                print(f"  {loc}: {msg}", file=sys.stderr)
+        else:
+            print(f"{args.path}: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.path}: ok ({len(config.spaces)} spaces, {len(config.routers)} routers, "
+        f"{len(config.zones)} zones)"
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    result: object
+    if args.target == "csi":
+        from invispose.csi.bench import bench_csi
+
+        if not args.data.is_dir():
+            raise InvisPoseError(f"no captures at {args.data} (use --data DIR)")
+        result = bench_csi(args.data)
+    else:
+        raise InvisPoseError(f"bench {args.target}: not implemented yet")
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    raise InvisPoseError(
+        "invispose up: the Ray runtime is not implemented yet (see the README's status table)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command group."""
+    from invispose.csi import commands as csi_commands
+
+    parser = argparse.ArgumentParser(prog="invispose", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"invispose {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="configuration files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file, listing every error")
+    check.add_argument("path", type=Path)
+    check.set_defaults(func=_config_check)
+
+    csi_commands.register(sub)
+
+    bench = sub.add_parser("bench", help="benchmarks (JSON output)")
+    bench.add_argument("target", choices=["csi", "sim", "model", "pipeline"])
+    bench.add_argument("--json", action="store_true", help="compact one-line JSON")
+    bench.add_argument("--data", type=Path, default=DEFAULT_CSI_DATA, help="captures (csi)")
+    bench.set_defaults(func=_bench)
+
+    up = sub.add_parser("up", help="start the runtime (embedded default)")
+    up.add_argument("--config", type=Path, default=None)
+    up.add_argument("--address", default=None)
+    up.add_argument("--port", type=int, default=None)
+    up.set_defaults(func=_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run one command; project errors become one line and exit status 1."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except InvisPoseError as exc:
+        print(f"invispose: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

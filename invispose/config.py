@@ -1,0 +1,334 @@
+"""The configuration tree: site → spaces, routers, zones, and the services around them.
+
+Every model forbids unknown keys and describes every field, so `invispose config check`
+can name each mistake by its path. Secrets come from the environment through
+``${NAME}`` (or ``${NAME:-default}``) anywhere in a string value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from invispose.errors import ConfigError
+
+Vec3 = tuple[float, float, float]
+Vec2 = tuple[float, float]
+ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Strict(BaseModel):
+    """Base for config models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpaceConfig(Strict):
+    """A room that routers observe and a tracker covers."""
+
+    id: str = Field(..., min_length=1, description="Unique space id, used in URLs and topics")
+    name: str = Field("", description="Human-readable name")
+    size_m: Vec3 = Field(..., description="Room width (x), depth (y), height (z) in metres")
+    view: Literal["front", "floor"] = Field(
+        "front", description="Projection for the seed's normalised keypoint x/y"
+    )
+
+    @model_validator(mode="after")
+    def _positive_size(self) -> SpaceConfig:
+        if min(self.size_m) <= 0:
+            raise ValueError("size_m must be positive in every dimension")
+        return self
+
+
+class SimulatedSource(Strict):
+    """CSI from the built-in physical simulator."""
+
+    kind: Literal["simulated"] = Field("simulated", description="Source kind")
+    hardware: Literal["esp32", "intel5300", "nexmon43455c0", "atheros"] = Field(
+        "intel5300", description="Hardware profile the simulator imitates"
+    )
+    rate_hz: float = Field(100.0, gt=0, le=2000, description="Packets per second")
+    people: int = Field(2, ge=0, le=4, description="Simulated people in the space")
+    seed: int = Field(0, description="Random seed of the scene (deterministic replay)")
+
+
+class Esp32UdpSource(Strict):
+    """ESP32 nodes sending their CSI lines as UDP datagrams."""
+
+    kind: Literal["esp32-udp"] = Field("esp32-udp", description="Source kind")
+    host: str = Field("0.0.0.0", description="Address to bind")
+    port: int = Field(5566, ge=1, le=65535, description="UDP port to listen on")
+
+
+class Esp32SerialSource(Strict):
+    """An ESP32 printing CSI lines on a serial port."""
+
+    kind: Literal["esp32-serial"] = Field("esp32-serial", description="Source kind")
+    device: str = Field(..., description="Serial device, e.g. /dev/ttyUSB0")
+    baudrate: int = Field(1_500_000, gt=0, description="Serial speed in baud")
+
+
+class NexmonUdpSource(Strict):
+    """A Nexmon-patched Broadcom chip broadcasting CSI over UDP."""
+
+    kind: Literal["nexmon-udp"] = Field("nexmon-udp", description="Source kind")
+    host: str = Field("0.0.0.0", description="Address to bind")
+    port: int = Field(5500, ge=1, le=65535, description="UDP port to listen on")
+    chipset: Literal["bcm43455c0", "bcm4339", "bcm4358", "bcm4366c0"] | None = Field(
+        None, description="Chip (needed when the packets do not carry a known chip version)"
+    )
+
+
+class FileSource(Strict):
+    """A recorded capture replayed at its recorded rate (or faster)."""
+
+    kind: Literal["file"] = Field("file", description="Source kind")
+    path: Path = Field(..., description="Capture file (ESP32 CSV, Nexmon pcap, Intel .dat)")
+    format: Literal["esp32", "nexmon", "intel5300"] | None = Field(
+        None, description="Format; detected from the file when omitted"
+    )
+    chipset: str | None = Field(None, description="Chip, for formats that cannot name it")
+    speed: float = Field(1.0, gt=0, description="Replay speed: 1 = recorded rate, 0 < x")
+    loop: bool = Field(True, description="Start again at the end of the file")
+
+
+SourceConfig = Annotated[
+    SimulatedSource | Esp32UdpSource | Esp32SerialSource | NexmonUdpSource | FileSource,
+    Field(discriminator="kind"),
+]
+RouterKind = Literal["simulated", "esp32-udp", "esp32-serial", "nexmon-udp", "file"]
+
+
+class RouterConfig(Strict):
+    """One CSI receiver (router, ESP32 node, Pi) and where its antennas are."""
+
+    id: str = Field(..., min_length=1, description="Unique router id")
+    space: str = Field(..., description="Id of the space this router observes")
+    kind: RouterKind = Field(..., description="Where the CSI comes from")
+    source: SourceConfig = Field(..., description="Parameters of the source kind")
+    tx_positions_m: list[Vec3] = Field(
+        ..., min_length=1, description="Transmit antenna positions, room metres"
+    )
+    rx_positions_m: list[Vec3] = Field(
+        ..., min_length=1, description="Receive antenna positions, room metres"
+    )
+    enabled: bool = Field(True, description="Start this router with the system")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _source_kind(cls, data: Any) -> Any:
+        # The router's kind is the source's discriminator; users write it once.
+        if isinstance(data, dict) and isinstance(data.get("source", {}), dict):
+            source = dict(data.get("source") or {})
+            source.setdefault("kind", data.get("kind"))
+            data = {**data, "source": source}
+        return data
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> RouterConfig:
+        if self.source.kind != self.kind:
+            raise ValueError(f"source.kind {self.source.kind!r} differs from kind {self.kind!r}")
+        return self
+
+
+class ZoneConfig(Strict):
+    """A floor polygon whose occupancy is tracked."""
+
+    id: str = Field(..., min_length=1, description="Unique zone id")
+    space: str = Field(..., description="Id of the space the zone lies in")
+    name: str = Field("", description="Human-readable name")
+    polygon_m: list[Vec2] = Field(..., min_length=3, description="Floor polygon (x, y), metres")
+    max_occupancy: int | None = Field(
+        None, ge=0, description="Raise alert.high_occupancy above this many people"
+    )
+    restricted: bool = Field(False, description="Raise alert.restricted_zone_breach on entry")
+
+
+class MqttConfig(Strict):
+    """The MQTT bridge (seed topics and Home Assistant discovery)."""
+
+    enabled: bool = Field(True, description="Run the MQTT bridge")
+    url: str = Field("mqtt://127.0.0.1:1883", description="Broker URL (mqtt:// or mqtts://)")
+    username: str | None = Field(None, description="Broker user name")
+    password: str | None = Field(None, description="Broker password (use ${ENV})")
+    topic_prefix: str = Field("invispose", description="Prefix of every published topic")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
+    embedded_broker: bool = Field(True, description="Start a local broker if none answers")
+
+
+class WebhookConfig(Strict):
+    """One webhook endpoint and the events it receives."""
+
+    id: str = Field(..., min_length=1, description="Unique webhook id")
+    url: str = Field(..., description="HTTPS (or loopback HTTP) URL to POST events to")
+    secret: str = Field(..., min_length=16, description="Signing secret (use ${ENV})")
+    events: list[str] = Field(["*"], description="Event names (seed catalogue) or '*'")
+    enabled: bool = Field(True, description="Deliver to this endpoint")
+
+
+class StoreConfig(Strict):
+    """Where history, persons and events are kept."""
+
+    path: Path = Field(Path("var/invispose.db"), description="SQLite database file")
+    history_days: float = Field(7.0, gt=0, description="Pose history kept, in days")
+
+
+class AuthConfig(Strict):
+    """API authentication."""
+
+    enabled: bool = Field(True, description="Require a token or API key on the API")
+    jwt_secret: str | None = Field(
+        None, description="HS256 signing secret (use ${ENV}); generated on first start if unset"
+    )
+    token_ttl_s: float = Field(86_400.0, gt=0, description="Lifetime of issued JWTs, seconds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, data: Any) -> Any:
+        # `${INVISPOSE_JWT_SECRET:-}` yields "" when the variable is unset.
+        if isinstance(data, dict) and data.get("jwt_secret") == "":
+            data = {**data, "jwt_secret": None}
+        return data
+
+
+class InferenceConfig(Strict):
+    """The batched PoseEstimator deployment."""
+
+    max_batch_size: int = Field(32, ge=1, description="Windows per batch at most")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="Wait to fill a batch, seconds")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (0 = CPU)")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per replica")
+    min_replicas: int = Field(1, ge=1, description="Autoscaling lower bound")
+    max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound")
+
+
+class ServeConfig(Strict):
+    """The HTTP gateway and inference deployments."""
+
+    host: str = Field("127.0.0.1", description="Address the gateway binds")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the gateway")
+    gateway_replicas: int = Field(1, ge=1, description="Fixed gateway replicas")
+    inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching")
+
+
+class ModelConfig(Strict):
+    """The pose model and the windows it consumes."""
+
+    checkpoint: Path = Field(Path("models/invispose-small.pt"), description="Weights file")
+    rate_hz: float = Field(100.0, gt=0, description="Rate of the window's uniform time grid")
+    window_samples: int = Field(64, ge=8, description="Time steps per window")
+    hop_s: float = Field(0.05, gt=0, description="A window every hop_s seconds per router")
+    n_subcarriers: int = Field(32, ge=4, description="Canonical subcarriers per link")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device")
+
+
+class SiteConfig(Strict):
+    """The whole installation."""
+
+    name: str = Field("InvisPose", description="Site name shown in the dashboard")
+    spaces: list[SpaceConfig] = Field(..., min_length=1, description="Rooms")
+    routers: list[RouterConfig] = Field(default_factory=list, description="CSI receivers")
+    zones: list[ZoneConfig] = Field(default_factory=list, description="Floor zones")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT bridge")
+    webhooks: list[WebhookConfig] = Field(default_factory=list, description="Webhooks")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="History store")
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API authentication")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="HTTP and inference")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Pose model")
+
+    @model_validator(mode="after")
+    def _references(self) -> SiteConfig:
+        problems: list[str] = []
+        spaces = {s.id: s for s in self.spaces}
+        for kind, ids in (
+            ("space", [s.id for s in self.spaces]),
+            ("router", [r.id for r in self.routers]),
+            ("zone", [z.id for z in self.zones]),
+            ("webhook", [w.id for w in self.webhooks]),
+        ):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                problems.append(f"duplicate {kind} ids: {', '.join(dupes)}")
+        for item_id, space_id in [(r.id, r.space) for r in self.routers] + [
+            (z.id, z.space) for z in self.zones
+        ]:
+            if space_id not in spaces:
+                problems.append(f"{item_id}: unknown space {space_id!r}")
+        for router in self.routers:
+            space = spaces.get(router.space)
+            if space is None:
+                continue
+            for pos in [*router.tx_positions_m, *router.rx_positions_m]:
+                if any(p < -0.5 or p > s + 0.5 for p, s in zip(pos, space.size_m, strict=True)):
+                    problems.append(f"{router.id}: antenna at {pos} lies outside {space.id}")
+                    break
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def space(self, space_id: str) -> SpaceConfig:
+        """The space with this id."""
+        for space in self.spaces:
+            if space.id == space_id:
+                return space
+        raise KeyError(space_id)
+
+
+def interpolate_env(value: Any, env: dict[str, str], path: str = "") -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a YAML tree."""
+    if isinstance(value, dict):
+        return {
+            k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [interpolate_env(v, env, f"{path}.{i}") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{path}: environment variable {name} is not set",
+            [(path, f"environment variable {name} is not set")],
+        )
+
+    return ENV_PATTERN.sub(substitute, value)
+
+
+def parse_config(data: Any, env: dict[str, str] | None = None) -> SiteConfig:
+    """Validate a YAML tree; every problem is reported with its field path."""
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a mapping", [("", "config must be a mapping")])
+    data = interpolate_env(data, dict(os.environ) if env is None else env)
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            (".".join(str(p) for p in err["loc"]) or "(root)", err["msg"]) for err in exc.errors()
+        ]
+        lines = "\n".join(f"  {loc}: {msg}" for loc, msg in problems)
+        raise ConfigError(f"{len(problems)} problem(s) in config:\n{lines}", problems) from exc
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> SiteConfig:
+    """Read and validate a YAML config file."""
+    file_path = Path(path)
+    try:
+        data = yaml.safe_load(file_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file_path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file_path}: not valid YAML: {exc}") from exc
+    return parse_config(data, env)
+
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"

@@ -1,0 +1,1 @@
+"""CSI ingestion: format readers, the canonical grid, sanitization and motion."""
