@@ -40,7 +40,12 @@ class CsiReader(ABC):
     def feed_datagram(
         self, datagram: bytes, arrival_time_s: float | None = None
     ) -> list[CsiFrame]:
-        """Decode one self-contained datagram (UDP); nothing is carried to the next one."""
+        """Decode one whole datagram (UDP).
+
+        No partial record is carried over; a reader that groups several datagrams into one
+        frame (Nexmon: one payload per core) keeps the open group until it is complete, the
+        next group starts, or ``flush`` is called.
+        """
         frames = self.feed(datagram, arrival_time_s)
         return frames + self.flush()
 
