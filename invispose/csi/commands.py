@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     motion = sub.add_parser("motion", help="plot the model-free motion score of captures")
     motion.add_argument("paths", nargs="+", type=Path)
     motion.add_argument("--plot", type=Path, default=Path("docs/motion.png"))
+    motion.add_argument(
+        "--chipset",
+        action="append",
+        default=[],
+        metavar="FILE=CHIP",
+        help="chip of a capture that does not name it, e.g. example_4358.pcap=bcm4358",
+    )
     motion.set_defaults(func=cmd_motion)
 
 
@@ -142,6 +149,12 @@ def cmd_motion(args: argparse.Namespace) -> int:
     """Plot the motion score of each capture into one PNG."""
     from invispose.csi.motion_report import plot_motion
 
-    summary = plot_motion(list(args.paths), args.plot)
+    chipsets = {}
+    for item in args.chipset:
+        name, sep, chip = item.partition("=")
+        if not sep or not chip:
+            raise InvisPoseError(f"bad --chipset {item!r}: use FILE=CHIP")
+        chipsets[name] = chip
+    summary = plot_motion(list(args.paths), args.plot, chipsets=chipsets)
     print(json.dumps({"plot": str(args.plot), "captures": summary}, default=str))
     return 0

@@ -159,3 +159,25 @@ def test_bench_capture_reports_frames_per_second(shared_data: Path) -> None:
     row = bench_capture(shared_data / "intel5300/example.dat", min_bytes=50_000, repeats=1)
     assert row["format"] == "intel5300"
     assert int(row["frames"]) % 26 == 0 and float(row["frames_per_s"]) > 0
+
+
+def test_motion_plot_of_real_captures(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "motion.png"
+    paths = [
+        str(shared_data / "intel5300/los_100.dat"),
+        str(shared_data / "nexmon/example_4358.pcap"),
+    ]
+    assert (
+        main(
+            ["csi", "motion", *paths, "--plot", str(out), "--chipset", "example_4358.pcap=bcm4358"]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)["captures"]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["los_100.dat"]["frames"] == 1377
+    assert summary["los_100.dat"]["score_max"] > summary["los_100.dat"]["threshold"]
+    assert summary["example_4358.pcap"]["frames"] == 1
+    assert main(["csi", "motion", paths[0], "--chipset", "nochip"]) == 1

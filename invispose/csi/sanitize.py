@@ -1,0 +1,82 @@
+"""Phase sanitization and amplitude normalisation of CSI, vectorised over any leading dims.
+
+Raw CSI phase carries, per packet, a random offset (carrier phase, shared by the antennas
+of one receiver) and a linear slope over subcarriers (timing offset); raw amplitude is
+scaled per packet by automatic gain control. These functions remove what does not come
+from the room.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from invispose.schemas import ComplexArray, FloatArray
+
+
+def sanitize_phase(csi: npt.ArrayLike, positions: npt.ArrayLike | None = None) -> FloatArray:
+    """Unwrapped phase minus its least-squares line over subcarriers, per packet and link.
+
+    ``csi`` is complex (..., S); ``positions`` (S,) are the subcarrier positions the line
+    is fitted against (subcarrier indices, or ``canonical_positions``; default 0..S-1).
+    Returns float32 (..., S): zero mean and zero slope along S for every leading index.
+    Unwrapping assumes neighbouring subcarriers differ by less than pi; ``window_arrays``
+    removes the bulk slope at the hardware's resolution before calling this.
+    """
+    values = np.asarray(csi)  # (..., S)
+    n_sub = values.shape[-1]
+    if positions is None:
+        x = np.arange(n_sub, dtype=np.float32)  # (S,)
+    else:
+        x = np.asarray(positions, dtype=np.float32)  # (S,)
+        if x.shape != (n_sub,):
+            raise ValueError(f"positions has shape {x.shape}, expected ({n_sub},)")
+    if n_sub < 2:
+        return np.zeros(values.shape, dtype=np.float32)
+    # unwrapped phase = first phase + running sum of neighbour phase steps in (-pi, pi]:
+    # the same as np.unwrap of np.angle, without its temporaries
+    h = values.astype(np.complex64, copy=False)  # (..., S)
+    steps = np.angle(h[..., 1:] * np.conj(h[..., :-1]))  # (..., S-1)
+    phase = np.empty(h.shape, dtype=np.float32)  # (..., S)
+    phase[..., 0] = np.angle(h[..., 0])
+    np.cumsum(steps, axis=-1, out=phase[..., 1:])
+    phase[..., 1:] += phase[..., :1]
+    # closed-form least squares: with centred x, slope = <x, phi> / <x, x>, offset = mean
+    xc = x - x.mean()  # (S,)
+    denom = float(np.dot(xc, xc))
+    mean = phase.mean(axis=-1, keepdims=True)  # (..., 1)
+    slope = (phase @ xc)[..., None] / np.float32(max(denom, 1e-30))  # (..., 1)
+    out: FloatArray = (phase - mean - slope * xc).astype(np.float32, copy=False)  # (..., S)
+    return out
+
+
+def conjugate_product(csi: npt.ArrayLike, ref_rx: int = 0) -> ComplexArray:
+    """Each receive antenna's CSI times the conjugate of a reference antenna's.
+
+    ``csi`` is complex (..., n_rx, S); returns complex64 (..., n_rx, S). Offsets and
+    slopes common to one receiver's antennas (carrier phase, timing) cancel; the
+    reference antenna's own row becomes its power ``|h|^2``.
+    """
+    values = np.asarray(csi).astype(np.complex64, copy=False)  # (..., n_rx, S)
+    if values.ndim < 2:
+        raise ValueError(f"csi needs shape (..., n_rx, S), got {values.shape}")
+    n_rx = values.shape[-2]
+    if not -n_rx <= ref_rx < n_rx:
+        raise ValueError(f"ref_rx {ref_rx} out of range for {n_rx} receive antennas")
+    ref_idx = ref_rx % n_rx
+    ref = values[..., ref_idx : ref_idx + 1, :]  # (..., 1, S)
+    return (values * np.conj(ref)).astype(np.complex64, copy=False)  # (..., n_rx, S)
+
+
+def normalize_amplitude(amplitude: npt.ArrayLike) -> FloatArray:
+    """Each packet's amplitude divided by its RMS over links and subcarriers.
+
+    ``amplitude`` is float (..., L, S); returns float32 (..., L, S). One gain per packet
+    keeps the ratios between links; an all-zero packet stays all zero.
+    """
+    values = np.asarray(amplitude, dtype=np.float32)  # (..., L, S)
+    if values.ndim < 2:
+        raise ValueError(f"amplitude needs shape (..., L, S), got {values.shape}")
+    rms = np.sqrt(np.mean(np.square(values), axis=(-2, -1), keepdims=True))  # (..., 1, 1)
+    safe = np.where(rms > 0, rms, np.float32(1.0))  # (..., 1, 1)
+    return (values / safe).astype(np.float32, copy=False)

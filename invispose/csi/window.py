@@ -1,0 +1,317 @@
+"""Model windows: CSI packets to per-link amplitude and sanitized phase on the canonical grid.
+
+``window_arrays`` is the array transform (shared with the simulator, which calls it on
+large batches); ``Windower`` is one router's ring buffer that turns a stream of
+``CsiFrame``s into ``CsiWindow``s.
+
+Links are ordered tx-major: link ``l = tx * n_rx + rx``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from invispose.csi.grid import N_CANONICAL, _derotated_canonical, _positions, kept_mask
+from invispose.csi.sanitize import normalize_amplitude, sanitize_phase
+from invispose.csi.timegrid import nearest_indices, time_grid
+from invispose.schemas import ComplexArray, CsiFrame, CsiWindow, FloatArray
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CARRIER_HZ = 2.437e9  # 2.4 GHz channel 6, when no frame names its channel
+MAX_LAYOUTS = 4  # antenna/subcarrier layouts a Windower keeps buffers for
+
+
+def window_arrays(
+    csi: npt.ArrayLike,
+    subcarriers: npt.ArrayLike,
+    bandwidth_mhz: int,
+    n_out: int = N_CANONICAL,
+) -> tuple[FloatArray, FloatArray]:
+    """Amplitude and sanitized phase per link on the canonical grid.
+
+    ``csi`` is complex (..., T, n_tx, n_rx, n_sub). Returns (amplitude, phase), each
+    float32 (..., L, T, n_out) with L = n_tx * n_rx in tx-major order. Amplitude is
+    normalised per packet over links and subcarriers; phase has its per-packet, per-link
+    line removed. The bulk phase slope is taken out at the hardware's own subcarrier
+    spacing before resampling, so steep timing slopes cannot alias on the coarser grid.
+    """
+    values = np.asarray(csi)  # (..., T, n_tx, n_rx, n_sub)
+    if values.ndim < 4:
+        raise ValueError(f"csi needs shape (..., T, n_tx, n_rx, n_sub), got {values.shape}")
+    *lead, n_t, n_tx, n_rx, n_sub = values.shape
+    links = values.reshape(*lead, n_t, n_tx * n_rx, n_sub)  # (..., T, L, n_sub) tx-major
+    amplitude, phase = packet_arrays(links, subcarriers, bandwidth_mhz, n_out)  # (..., T, L, S)
+    # (..., T, L, S) -> (..., L, T, S)
+    amplitude = np.ascontiguousarray(np.swapaxes(amplitude, -3, -2))
+    phase = np.ascontiguousarray(np.swapaxes(phase, -3, -2))
+    return amplitude, phase
+
+
+def packet_arrays(
+    links: npt.ArrayLike,
+    subcarriers: npt.ArrayLike,
+    bandwidth_mhz: int,
+    n_out: int = N_CANONICAL,
+    keep: npt.NDArray[np.bool_] | None = None,
+) -> tuple[FloatArray, FloatArray]:
+    """Per-packet amplitude and sanitized phase: links (..., L, n_sub) -> 2 x (..., L, n_out).
+
+    The per-packet core of ``window_arrays``; ``keep`` (n_sub,) fixes the kept
+    subcarriers (default: decided from this batch, see ``grid.kept_mask``).
+    """
+    canon, _, _ = _derotated_canonical(links, subcarriers, bandwidth_mhz, n_out, keep)
+    amplitude = normalize_amplitude(np.abs(canon))  # (..., L, S)
+    phase = sanitize_phase(canon, _positions(n_out))  # (..., L, S)
+    return amplitude, phase
+
+
+def link_positions(
+    tx_pos_m: npt.ArrayLike, rx_pos_m: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Per-link transmit and receive positions, tx-major like ``window_arrays``.
+
+    ``tx_pos_m`` (n_tx, 3), ``rx_pos_m`` (n_rx, 3); returns (tx (L, 3), rx (L, 3)) float32.
+    """
+    tx = np.asarray(tx_pos_m, dtype=np.float32).reshape(-1, 3)  # (n_tx, 3)
+    rx = np.asarray(rx_pos_m, dtype=np.float32).reshape(-1, 3)  # (n_rx, 3)
+    link_tx = np.repeat(tx, rx.shape[0], axis=0)  # (L, 3): tx0,tx0,..,tx1,..
+    link_rx = np.tile(rx, (tx.shape[0], 1))  # (L, 3): rx0,rx1,..,rx0,..
+    return link_tx, link_rx
+
+
+def carrier_from_channel(channel: int | None) -> float | None:
+    """Centre frequency in Hz of a 2.4 GHz or 5 GHz channel number, None if unknown."""
+    if channel is None or channel <= 0:
+        return None
+    if channel == 14:
+        return 2.484e9
+    if channel < 14:
+        return (2407 + 5 * channel) * 1e6
+    if channel <= 177:
+        return (5000 + 5 * channel) * 1e6
+    return None
+
+
+@dataclass(slots=True)
+class _Ring:
+    """Preallocated packets of one layout: CSI, times, and each packet's processed arrays.
+
+    A packet is processed (canonical grid, normalised amplitude, sanitized phase) the
+    first time a window needs it and kept: consecutive windows share most packets. The
+    kept subcarriers (``grid.kept_mask``) are decided from the newest packets, again
+    after 2, 4, 8 ... packets and then once per window's worth of new packets, so a
+    source whose occupied band changes (Nexmon hearing 20 and 80 MHz frames) follows it.
+    """
+
+    csi: ComplexArray  # complex64 (capacity, n_tx, n_rx, n_sub)
+    device_s: npt.NDArray[np.float64]  # (capacity,) NaN where empty
+    amplitude: FloatArray  # float32 (capacity, L, S) valid where ``done``
+    phase: FloatArray  # float32 (capacity, L, S)
+    done: npt.NDArray[np.bool_]  # (capacity,) slot processed with the current ``keep``
+    subcarriers: npt.NDArray[np.int16]  # (n_sub,)
+    bandwidth_mhz: int
+    keep: npt.NDArray[np.bool_] | None = None  # (n_sub,) kept subcarriers, once decided
+    keep_at: int = 0  # ``pushed`` when the kept set was decided
+    pushed: int = 0  # packets pushed since the ring was (re)started
+    head: int = 0  # next slot to write
+    count: int = 0  # filled slots
+
+    @classmethod
+    def empty(cls, frame: CsiFrame, capacity: int, n_out: int) -> _Ring:
+        n_tx, n_rx, n_sub = frame.shape
+        return cls(
+            csi=np.zeros((capacity, n_tx, n_rx, n_sub), dtype=np.complex64),
+            device_s=np.full(capacity, np.nan),
+            amplitude=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
+            phase=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
+            done=np.zeros(capacity, dtype=bool),
+            subcarriers=np.asarray(frame.subcarriers, dtype=np.int16).copy(),
+            bandwidth_mhz=frame.bandwidth_mhz,
+        )
+
+    def push(self, frame: CsiFrame) -> None:
+        self.csi[self.head] = frame.csi
+        self.device_s[self.head] = frame.device_time_s
+        self.done[self.head] = False
+        self.pushed += 1
+        self.head = (self.head + 1) % self.csi.shape[0]
+        self.count = min(self.count + 1, self.csi.shape[0])
+
+    def newest(self) -> int:
+        return int((self.head - 1) % self.csi.shape[0])
+
+    def clear(self) -> None:
+        self.device_s.fill(np.nan)
+        self.done.fill(False)
+        self.keep = None
+        self.keep_at = self.pushed = self.head = self.count = 0
+
+    def process(self, slots: npt.NDArray[np.intp], window_samples: int) -> None:
+        """Make sure ``slots`` (n,) hold processed amplitude and phase."""
+        since = self.pushed - self.keep_at
+        if self.keep is None or since >= max(1, min(self.keep_at, window_samples)):
+            # a changed decision invalidates what was processed with the old one
+            n_recent = min(self.count, 2 * window_samples)
+            recent = (self.head - 1 - np.arange(n_recent)) % self.csi.shape[0]  # (n,)
+            rows = self.csi[recent].reshape(-1, self.csi.shape[-1])  # (n * L, n_sub)
+            keep = kept_mask(self.subcarriers, self.bandwidth_mhz, rows)
+            if self.keep is None or not np.array_equal(keep, self.keep):
+                self.done.fill(False)
+            self.keep, self.keep_at = keep, self.pushed
+        todo = slots[~self.done[slots]]  # (m,)
+        if todo.size == 0:
+            return
+        n_tx, n_rx, n_sub = self.csi.shape[1:]
+        links = self.csi[todo].reshape(todo.size, n_tx * n_rx, n_sub)  # (m, L, n_sub)
+        amplitude, phase = packet_arrays(
+            links, self.subcarriers, self.bandwidth_mhz, self.amplitude.shape[-1], self.keep
+        )  # (m, L, S) each
+        self.amplitude[todo] = amplitude
+        self.phase[todo] = phase
+        self.done[todo] = True
+
+
+class Windower:
+    """One router's ring buffer of CsiFrames, cut into CsiWindows on demand.
+
+    Times: the uniform grid runs on the device clock (packet spacing as the hardware
+    measured it, free of host scheduling jitter) and ends at the newest packet's device
+    time; ``CsiWindow.t_end_s`` is that packet's arrival (host wall) time, so latency
+    is measured from when its bytes arrived.
+
+    Layout changes: frames are buffered per layout (n_tx, n_rx, subcarriers,
+    bandwidth). A window uses the newest frame's layout and only the packets of that
+    layout; grid points that only packets of another layout could fill are invalid.
+    So an Intel 5300 with 2 transmit antennas switching Nrx 3 -> 2 gives 4-link windows
+    (first two receive positions) while it reports 2 receive antennas, and 6-link
+    windows again, with their history intact, when it switches back; no zero-padded
+    fake links reach the model.
+    Frames with more antennas than configured positions are dropped and counted.
+
+    A device clock that jumps back by more than a window (reboot, counter reset)
+    clears that layout's buffer.
+    """
+
+    def __init__(
+        self,
+        *,
+        router_id: str,
+        space_id: str,
+        tx_pos_m: npt.ArrayLike,
+        rx_pos_m: npt.ArrayLike,
+        room_size_m: npt.ArrayLike,
+        rate_hz: float = 100.0,
+        window_samples: int = 64,
+        n_subcarriers: int = N_CANONICAL,
+        carrier_hz: float | None = None,
+        capacity: int = 512,
+        max_gap_s: float | None = None,
+    ) -> None:
+        """``carrier_hz`` None: from the newest frame's channel, else 2.437 GHz.
+
+        ``capacity`` packets are kept per layout (at least ``window_samples``); it bounds
+        memory and must cover the window's span at the fastest burst rate expected.
+        ``max_gap_s`` (default 1.5/rate_hz) is how far a grid point reaches for a packet.
+        """
+        if rate_hz <= 0:
+            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
+        if window_samples < 1 or n_subcarriers < 2:
+            raise ValueError("window_samples must be >= 1 and n_subcarriers >= 2")
+        self.router_id = router_id
+        self.space_id = space_id
+        self.tx_pos_m = np.asarray(tx_pos_m, dtype=np.float32).reshape(-1, 3)  # (n_tx, 3)
+        self.rx_pos_m = np.asarray(rx_pos_m, dtype=np.float32).reshape(-1, 3)  # (n_rx, 3)
+        self.room_size_m = np.asarray(room_size_m, dtype=np.float32).reshape(3)  # (3,)
+        self.rate_hz = float(rate_hz)
+        self.window_samples = int(window_samples)
+        self.n_subcarriers = int(n_subcarriers)
+        self.carrier_hz = carrier_hz
+        self.capacity = max(int(capacity), self.window_samples)
+        self.max_gap_s = 1.5 / self.rate_hz if max_gap_s is None else float(max_gap_s)
+        self.window_span_s = (self.window_samples - 1) / self.rate_hz
+        self.frames_pushed = 0
+        self.frames_dropped = 0  # more antennas than configured positions
+        self.buffer_resets = 0  # device clock jumped back
+        self.windows_made = 0
+        self._rings: dict[tuple[object, ...], _Ring] = {}
+        self._current: tuple[object, ...] | None = None
+        self._newest_device_s = float("-inf")
+        self._newest_arrival_s = float("-inf")
+        self._newest_channel: int | None = None
+
+    def push(self, frame: CsiFrame) -> None:
+        """Buffer one frame (bounded: the oldest packet of its layout is overwritten)."""
+        n_tx, n_rx, _ = frame.shape
+        if n_tx > len(self.tx_pos_m) or n_rx > len(self.rx_pos_m):
+            if self.frames_dropped == 0:
+                logger.warning(
+                    "router %s: frame has %dx%d antennas, positions configured for %dx%d",
+                    self.router_id,
+                    n_tx,
+                    n_rx,
+                    len(self.tx_pos_m),
+                    len(self.rx_pos_m),
+                )
+            self.frames_dropped += 1
+            return
+        key = (frame.shape, frame.bandwidth_mhz, np.asarray(frame.subcarriers).tobytes())
+        ring = self._rings.get(key)
+        if ring is None:
+            if len(self._rings) >= MAX_LAYOUTS:
+                oldest = next(k for k in self._rings if k != self._current)
+                del self._rings[oldest]
+            ring = self._rings[key] = _Ring.empty(frame, self.capacity, self.n_subcarriers)
+        elif ring.count and frame.device_time_s < (
+            ring.device_s[ring.newest()] - self.window_span_s - self.max_gap_s
+        ):
+            ring.clear()
+            self.buffer_resets += 1
+        ring.push(frame)
+        # the newest-pushed layout leads; dict order doubles as recency for eviction
+        self._rings[key] = self._rings.pop(key)
+        self._current = key
+        self._newest_device_s = frame.device_time_s
+        self._newest_arrival_s = frame.arrival_time_s
+        if frame.channel is not None:
+            self._newest_channel = frame.channel
+        self.frames_pushed += 1
+
+    def make_window(self) -> CsiWindow | None:
+        """The window ending at the newest packet, or None before the first packet."""
+        if self._current is None:
+            return None
+        ring = self._rings[self._current]
+        grid_s = time_grid(self._newest_device_s, self.rate_hz, self.window_samples)  # (T,)
+        index, valid = nearest_indices(ring.device_s, grid_s, self.max_gap_s)  # (T,), (T,)
+        ring.process(np.unique(index[valid]), self.window_samples)
+        # (T, L, S) gathered per grid point, zero where no packet, then (L, T, S)
+        amplitude = ring.amplitude[index]
+        phase = ring.phase[index]
+        amplitude[~valid] = 0.0
+        phase[~valid] = 0.0
+        amplitude = np.ascontiguousarray(amplitude.transpose(1, 0, 2))
+        phase = np.ascontiguousarray(phase.transpose(1, 0, 2))
+        n_tx, n_rx = ring.csi.shape[1], ring.csi.shape[2]
+        tx, rx = link_positions(self.tx_pos_m[:n_tx], self.rx_pos_m[:n_rx])  # (L, 3) each
+        carrier_hz = self.carrier_hz or carrier_from_channel(self._newest_channel)
+        window = CsiWindow(
+            router_id=self.router_id,
+            space_id=self.space_id,
+            t_end_s=self._newest_arrival_s,
+            amplitude=amplitude,
+            phase=phase,
+            valid=valid,
+            tx_pos_m=tx,
+            rx_pos_m=rx,
+            rate_hz=self.rate_hz,
+            carrier_hz=carrier_hz or DEFAULT_CARRIER_HZ,
+            room_size_m=self.room_size_m,
+            seq=self.windows_made,
+        )
+        self.windows_made += 1
+        return window

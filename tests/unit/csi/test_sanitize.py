@@ -1,0 +1,75 @@
+"""Phase sanitization, conjugate product and amplitude normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from invispose.csi.sanitize import conjugate_product, normalize_amplitude, sanitize_phase
+
+
+def test_linear_ramp_plus_offset_sanitizes_to_zero(rng: np.random.Generator) -> None:
+    s = np.arange(30)
+    offsets = rng.uniform(-np.pi, np.pi, size=(4, 3, 1))
+    slopes = rng.uniform(-0.8, 0.8, size=(4, 3, 1))  # wraps several times over 30 bins
+    csi = 2.0 * np.exp(1j * (offsets + slopes * s))  # (4, 3, 30)
+    out = sanitize_phase(csi)
+    assert out.shape == (4, 3, 30) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.0, atol=1e-4)
+
+
+def test_ripple_survives_the_line_removal() -> None:
+    pos = np.linspace(-1.0, 1.0, 32)
+    ripple = 0.5 * np.cos(np.pi * pos)  # even: orthogonal to the line, so only its mean goes
+    csi = np.exp(1j * (1.3 - 4.0 * pos + ripple))
+    out = sanitize_phase(csi, pos)
+    np.testing.assert_allclose(out, ripple - ripple.mean(), atol=1e-5)
+
+
+def test_odd_ripple_loses_exactly_its_least_squares_line() -> None:
+    pos = np.linspace(-1.0, 1.0, 32)
+    ripple = 0.3 * np.sin(3 * np.pi * pos)
+    out = sanitize_phase(np.exp(1j * (0.2 + 7.0 * pos + ripple))[None, :], pos)[0]
+    slope, intercept = np.polyfit(pos, ripple, 1)
+    np.testing.assert_allclose(out, ripple - (slope * pos + intercept), atol=1e-5)
+    assert np.abs(out).max() > 0.1  # the ripple is still there
+
+
+def test_positions_must_match_subcarriers() -> None:
+    with pytest.raises(ValueError, match="positions"):
+        sanitize_phase(np.ones((2, 8), np.complex64), np.arange(7))
+
+
+def test_conjugate_product_removes_a_common_random_offset(rng: np.random.Generator) -> None:
+    n_pkt, n_rx, n_sub = 50, 3, 30
+    channel = rng.normal(size=(n_rx, n_sub)) + 1j * rng.normal(size=(n_rx, n_sub))
+    theta = rng.uniform(-np.pi, np.pi, size=(n_pkt, 1, 1))  # per packet, shared by antennas
+    slope = rng.uniform(-0.3, 0.3, size=(n_pkt, 1, 1)) * np.arange(n_sub)  # common timing
+    csi = channel * np.exp(1j * (theta + slope))  # (n_pkt, n_rx, n_sub)
+    out = conjugate_product(csi, ref_rx=1)
+    expected = channel * np.conj(channel[1])
+    assert out.shape == (n_pkt, n_rx, n_sub) and out.dtype == np.complex64
+    np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[:, 1].imag, 0.0, atol=1e-4)
+    np.testing.assert_allclose(conjugate_product(csi, ref_rx=-2), out, atol=1e-6)
+    with pytest.raises(ValueError, match="ref_rx"):
+        conjugate_product(csi, ref_rx=3)
+
+
+def test_normalize_amplitude_cancels_agc_and_keeps_link_ratios(rng: np.random.Generator) -> None:
+    base = rng.uniform(0.5, 2.0, size=(6, 30))  # (L, S)
+    base[1] *= 3.0  # a stronger link
+    gains = np.array([0.1, 1.0, 37.0])[:, None, None]  # per-packet AGC
+    out = normalize_amplitude(gains * base)  # (3, L, S)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], out[2], rtol=1e-5)
+    np.testing.assert_allclose(np.sqrt(np.mean(out**2, axis=(-2, -1))), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(out[0, 1] / out[0, 0], base[1] / base[0], rtol=1e-5)
+
+
+def test_normalize_amplitude_is_safe_for_all_zero_packets() -> None:
+    amp = np.zeros((2, 4, 3, 8), np.float32)
+    amp[0, 1] = 5.0
+    out = normalize_amplitude(amp)  # would raise on a RuntimeWarning (pyproject filters)
+    assert not out[1].any() and not out[0, 0].any()
+    np.testing.assert_allclose(out[0, 1], 1.0)
