@@ -51,9 +51,20 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    raise InvisPoseError(
-        "invispose up: the Ray runtime is not implemented yet (see the README's status table)"
-    )
+    from invispose.config import DEFAULT_CONFIG, load_config, resolve_paths
+
+    site = resolve_paths(load_config(args.config or DEFAULT_CONFIG))
+    if args.port is not None:
+        site = site.model_copy(update={"serve": site.serve.model_copy(update={"port": args.port})})
+    if not site.model.checkpoint.exists():
+        raise InvisPoseError(
+            f"no model weights at {site.model.checkpoint}; train them with `invispose train` "
+            "or set model.checkpoint in the config"
+        )
+    from deployments.app import run_forever  # Ray is imported only for this command
+
+    run_forever(site, args.address)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -332,3 +332,23 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
 
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+def resolve_paths(site: SiteConfig, base: Path | None = None) -> SiteConfig:
+    """The same config with every relative path made absolute against ``base`` (or CWD).
+
+    Actors run in other working directories (and on other nodes), so the process that
+    reads the config resolves its paths before handing it on.
+    """
+    root = (base or Path.cwd()).resolve()
+
+    def absolute(path: str) -> str:
+        return str(path if Path(path).is_absolute() else (root / path).resolve())
+
+    data = site.model_dump(mode="json")
+    data["store"]["path"] = absolute(data["store"]["path"])
+    data["model"]["checkpoint"] = absolute(data["model"]["checkpoint"])
+    for router in data["routers"]:
+        if router["kind"] == "file":
+            router["source"]["path"] = absolute(router["source"]["path"])
+    return SiteConfig.model_validate(data)

@@ -72,7 +72,9 @@ def test_every_field_is_described() -> None:
     models = [
         obj
         for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__
+        if isinstance(obj, type)
+        and issubclass(obj, BaseModel)
+        and obj.__module__ == module.__name__
     ]
     assert len(models) > 10
     for model in models:

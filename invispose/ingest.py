@@ -1,0 +1,115 @@
+"""Frame sources for routers: one async iterator of CsiFrame batches per router kind."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from invispose.config import (
+    Esp32SerialSource,
+    Esp32UdpSource,
+    FileSource,
+    NexmonUdpSource,
+    RouterConfig,
+    SimulatedSource,
+    SpaceConfig,
+)
+from invispose.csi.base import CsiReader
+from invispose.csi.formats import make_reader
+from invispose.csi.replay import FileReplay
+from invispose.csi.sources import SerialSource, UdpSource
+from invispose.errors import SourceError
+from invispose.schemas import CsiFrame
+
+
+class FrameSource(Protocol):
+    """What a router consumes: batches of decoded frames, plus reader counters."""
+
+    @property
+    def bad_records(self) -> int:
+        """Records the reader rejected so far."""
+        ...
+
+    def frames(self) -> AsyncIterator[list[CsiFrame]]:
+        """Batches of frames as they arrive."""
+        ...
+
+    def close(self) -> None:
+        """Release sockets, ports and files."""
+        ...
+
+
+class DecodedStream:
+    """A live byte source (UDP, serial) decoded by a format reader."""
+
+    def __init__(self, source: UdpSource | SerialSource, reader: CsiReader) -> None:
+        self.source = source
+        self.reader = reader
+
+    @property
+    def bad_records(self) -> int:
+        """Records the reader rejected."""
+        return self.reader.bad_records
+
+    async def frames(self) -> AsyncIterator[list[CsiFrame]]:
+        """Decoded frames per received chunk (chunks that decode to nothing are skipped)."""
+        async for chunk in self.source.chunks():
+            if chunk.datagram:
+                batch = self.reader.feed_datagram(chunk.data, chunk.arrival_time_s)
+            else:
+                batch = self.reader.feed(chunk.data, chunk.arrival_time_s)
+            if batch:
+                yield batch
+
+    def close(self) -> None:
+        """Close the underlying socket or port."""
+        self.source.close()
+
+
+class ReplayStream:
+    """A capture file replayed in time."""
+
+    def __init__(self, replay: FileReplay) -> None:
+        self.replay = replay
+
+    @property
+    def bad_records(self) -> int:
+        """Records the capture file held that could not be decoded."""
+        return self.replay.bad_records
+
+    def frames(self) -> AsyncIterator[list[CsiFrame]]:
+        """The replay's paced batches."""
+        return self.replay.frames()
+
+    def close(self) -> None:
+        """Nothing to release: the capture was read at start."""
+
+
+def build_source(router: RouterConfig, space: SpaceConfig) -> FrameSource:
+    """The frame source a router's configuration describes."""
+    src = router.source
+    if isinstance(src, Esp32UdpSource):
+        return DecodedStream(UdpSource(src.host, src.port), make_reader("esp32", router.id))
+    if isinstance(src, NexmonUdpSource):
+        reader = make_reader("nexmon", router.id, chipset=src.chipset, container="udp")
+        return DecodedStream(UdpSource(src.host, src.port), reader)
+    if isinstance(src, Esp32SerialSource):
+        return DecodedStream(
+            SerialSource(src.device, src.baudrate), make_reader("esp32", router.id)
+        )
+    if isinstance(src, FileSource):
+        replay = FileReplay(
+            src.path,
+            router_id=router.id,
+            fmt=src.format,
+            chipset=src.chipset,
+            speed=src.speed,
+            loop=src.loop,
+        )
+        return ReplayStream(replay)
+    if isinstance(src, SimulatedSource):
+        from invispose.sim.live import SimulatedStream
+
+        stream: FrameSource = SimulatedStream.from_config(router, space)
+        return stream
+    raise SourceError(f"router {router.id}: unsupported source kind {router.kind!r}")
