@@ -72,7 +72,8 @@ class FileReplay:
             if not self.loop:
                 return
             # keep device time increasing across passes so windows see one continuous stream
-            device_shift_s += float(self.recorded[-1].device_time_s - self.recorded[0].device_time_s)
+            first, last = self.recorded[0], self.recorded[-1]
+            device_shift_s += float(last.device_time_s - first.device_time_s)
             device_shift_s += max(typical_step_s, 1e-3)
 
     def _restamp(self, frame: CsiFrame, arrival_s: float, shift_s: float) -> CsiFrame:

@@ -1,0 +1,41 @@
+"""Names, namespace and options shared by every InvisPose actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAMESPACE = "invispose"
+STORE_NAME = "invispose.store"
+BUS_NAME = "invispose.bus"
+SUPERVISOR_NAME = "invispose.supervisor"
+SERVE_APP = "invispose"
+ESTIMATOR_DEPLOYMENT = "PoseEstimator"
+GATEWAY_DEPLOYMENT = "Gateway"
+
+
+def tracker_name(space_id: str) -> str:
+    """Actor name of a space's tracker."""
+    return f"invispose.tracker.{space_id}"
+
+
+def router_name(router_id: str) -> str:
+    """Actor name of a router."""
+    return f"invispose.router.{router_id}"
+
+
+def actor_options(name: str, *, max_concurrency: int = 1000) -> dict[str, Any]:
+    """Options of a long-lived, restartable, named service actor.
+
+    num_cpus=0: actors here are I/O-bound hosts; the CPUs are left to inference (a
+    2-core machine could otherwise place only two actors). Ray restarts a dead actor
+    forever and retries calls that were in flight when it died.
+    """
+    return {
+        "name": name,
+        "namespace": NAMESPACE,
+        "num_cpus": 0,
+        "max_restarts": -1,
+        "max_task_retries": -1,
+        "max_concurrency": max_concurrency,
+        "lifetime": None,
+    }

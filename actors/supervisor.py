@@ -1,0 +1,261 @@
+"""Supervisor: builds the actor system from the config, watches it, aggregates health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import ray
+
+from actors.bus import BusActor
+from actors.common import BUS_NAME, STORE_NAME, actor_options, router_name, tracker_name
+from actors.router import RouterActor
+from actors.store import StoreActor
+from actors.tracker import TrackerActor, event_message
+from invispose import __version__
+from invispose import events as ev
+from invispose.bus import EVENT_TOPIC
+from invispose.config import RouterConfig, SiteConfig
+from invispose.schemas import Event
+
+logger = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 1.0
+PING_TIMEOUT_S = 2.0
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SupervisorHost:
+    """Starts store, bus, one tracker per space and one actor per router; watches them."""
+
+    def __init__(self, site: dict[str, Any]) -> None:
+        self.site_dict = site
+        self.site = SiteConfig.model_validate(site)
+        self.store: Any = None
+        self.bus: Any = None
+        self.trackers: dict[str, Any] = {}
+        self.routers: dict[str, Any] = {}
+        self.router_configs: dict[str, RouterConfig] = {}
+        self.router_states: dict[str, str] = {}
+        self.router_status: dict[str, dict[str, Any]] = {}
+        self.started_s = time.time()
+        self._watch: asyncio.Task[None] | None = None
+        self._started = False
+
+    # -- start and stop ------------------------------------------------------------------
+
+    async def start(self) -> dict[str, Any]:
+        """Create (or find, after a restart) every actor, then announce system.started."""
+        if self._started:
+            return await self.status()
+        path = str(self.site.store.path.resolve())
+        self.store = StoreActor.options(**actor_options(STORE_NAME), get_if_exists=True).remote(
+            path, self.site.store.history_days
+        )
+        self.bus = BusActor.options(**actor_options(BUS_NAME), get_if_exists=True).remote()
+        await asyncio.gather(self.store.ping.remote(), self.bus.ping.remote())
+        for space in self.site.spaces:
+            self.trackers[space.id] = TrackerActor.options(
+                **actor_options(tracker_name(space.id)), get_if_exists=True
+            ).remote(self.site_dict, space.id, self.store, self.bus)
+        await asyncio.gather(*(t.start.remote() for t in self.trackers.values()))
+        for router in self.site.routers:
+            if router.enabled:
+                await self._start_router(router)
+        await self.emit(
+            ev.SYSTEM_STARTED,
+            ev.system_started(
+                _now(), __version__, routers=sorted(self.routers), spaces=sorted(self.trackers)
+            ),
+        )
+        self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
+        self._started = True
+        return await self.status()
+
+    async def _start_router(self, router: RouterConfig) -> None:
+        tracker = self.trackers[router.space]
+        handle = RouterActor.options(
+            **actor_options(router_name(router.id)), get_if_exists=True
+        ).remote(self.site_dict, router.id, tracker)
+        await handle.start.remote()
+        self.routers[router.id] = handle
+        self.router_configs[router.id] = router
+        self.router_states.setdefault(router.id, "waiting")
+        await self.store.put_router.remote(router.id, router.model_dump(mode="json"))
+
+    async def stop(self) -> None:
+        """Announce system.stopped and stop every router (the caller ends Ray)."""
+        if self._watch is not None:
+            self._watch.cancel()
+        await asyncio.gather(
+            *(r.stop.remote() for r in self.routers.values()), return_exceptions=True
+        )
+        with contextlib.suppress(Exception):
+            await self.emit(ev.SYSTEM_STOPPED, ev.system_stopped(_now()))
+            await self.store.flush.remote()
+
+    async def remove_router(self, router_id: str) -> bool:
+        """Stop and remove a router at runtime."""
+        handle = self.routers.pop(router_id, None)
+        if handle is None:
+            return False
+        with contextlib.suppress(Exception):
+            await handle.stop.remote()
+        ray.kill(handle, no_restart=True)
+        self.router_configs.pop(router_id, None)
+        self.router_states.pop(router_id, None)
+        self.router_status.pop(router_id, None)
+        return True
+
+    async def add_router(self, router: dict[str, Any]) -> bool:
+        """Start a router at runtime (its space must exist)."""
+        config = RouterConfig.model_validate(router)
+        if config.space not in self.trackers:
+            raise ValueError(f"unknown space {config.space!r}")
+        if config.id in self.routers:
+            raise ValueError(f"router {config.id!r} already runs")
+        self.site_dict = {
+            **self.site_dict,
+            "routers": [
+                *(r for r in self.site_dict.get("routers", []) if r.get("id") != config.id),
+                config.model_dump(mode="json"),
+            ],
+        }
+        self.site = SiteConfig.model_validate(self.site_dict)
+        await self._start_router(config)
+        return True
+
+    # -- events --------------------------------------------------------------------------
+
+    async def emit(
+        self, event_type: str, data: dict[str, Any], space_id: str | None = None
+    ) -> None:
+        """Store an event durably, then publish it."""
+        stored: list[Event] = await self.store.append_events.remote(
+            [ev.make_event(event_type, data, _now(), space_id)]
+        )
+        await self.bus.publish.remote(EVENT_TOPIC, [event_message(e) for e in stored])
+
+    # -- watching ------------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            try:
+                await self._check_routers()
+            except Exception:
+                logger.exception("supervisor: router check failed")
+
+    async def _router_state(self, router_id: str, handle: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            status: dict[str, Any] = await asyncio.wait_for(handle.status.remote(), PING_TIMEOUT_S)
+        except Exception as exc:  # dead, restarting or hung
+            return "disconnected", {
+                "id": router_id,
+                "state": "disconnected",
+                "last_error": f"actor unreachable: {exc}",
+            }
+        if status["state"] == "waiting":
+            with contextlib.suppress(Exception):
+                await handle.start.remote()  # a restarted actor starts its loops again
+        return str(status["state"]), status
+
+    async def _check_routers(self) -> None:
+        results = await asyncio.gather(
+            *(self._router_state(rid, h) for rid, h in self.routers.items())
+        )
+        for (router_id, _), (state, status) in zip(self.routers.items(), results, strict=True):
+            self.router_status[router_id] = status
+            previous = self.router_states.get(router_id, "waiting")
+            self.router_states[router_id] = state
+            config = self.router_configs[router_id]
+            if state == "connected" and previous != "connected":
+                await self.emit(
+                    ev.ROUTER_CONNECTED,
+                    ev.router_connected(router_id, _now(), config.space, config.kind),
+                    config.space,
+                )
+            elif state == "disconnected" and previous == "connected":
+                await self.emit(
+                    ev.ROUTER_DISCONNECTED,
+                    ev.router_disconnected(
+                        router_id, _now(), config.space, reason=status.get("last_error")
+                    ),
+                    config.space,
+                )
+
+    # -- queries -------------------------------------------------------------------------
+
+    async def routers_status(self) -> list[dict[str, Any]]:
+        """The latest status of every router."""
+        await self.start()  # no-op once started; rebuilds handles after a restart
+        if not self.router_status:
+            await self._check_routers()
+        return [self.router_status.get(r, {"id": r, "state": "waiting"}) for r in self.routers]
+
+    async def zone_occupancy(self) -> dict[str, dict[str, Any]]:
+        """Occupancy of every zone, from the trackers."""
+        await self.start()
+        out: dict[str, dict[str, Any]] = {}
+        statuses = await asyncio.gather(
+            *(t.status.remote() for t in self.trackers.values()), return_exceptions=True
+        )
+        for status in statuses:
+            if isinstance(status, dict):
+                out.update(status.get("zones", {}))
+        return out
+
+    async def trackers_status(self) -> list[dict[str, Any]]:
+        """Counters of every tracker (unreachable ones say so)."""
+        await self.start()
+        statuses = await asyncio.gather(
+            *(t.status.remote() for t in self.trackers.values()), return_exceptions=True
+        )
+        return [
+            s if isinstance(s, dict) else {"space_id": sid, "error": str(s)}
+            for sid, s in zip(self.trackers, statuses, strict=True)
+        ]
+
+    async def health(self) -> dict[str, Any]:
+        """Each component's state; healthy when store, bus and trackers answer."""
+        await self.start()
+
+        async def ping(handle: Any) -> str:
+            try:
+                await asyncio.wait_for(handle.ping.remote(), PING_TIMEOUT_S)
+                return "healthy"
+            except Exception as exc:
+                return f"unreachable: {type(exc).__name__}"
+
+        names = ["store", "bus", *(f"tracker:{s}" for s in self.trackers)]
+        handles = [self.store, self.bus, *self.trackers.values()]
+        states = await asyncio.gather(*(ping(h) for h in handles))
+        components = dict(zip(names, states, strict=True))
+        for router_id, state in self.router_states.items():
+            components[f"router:{router_id}"] = state
+        failing = [n for n, s in zip(names, states, strict=True) if s != "healthy"]
+        if self.routers and not any(s == "connected" for s in self.router_states.values()):
+            failing.append("routers: none connected")
+        return {"healthy": not failing, "components": components, "failing": failing}
+
+    async def status(self) -> dict[str, Any]:
+        """Uptime, routers and spaces."""
+        return {
+            "uptime_seconds": time.time() - self.started_s,
+            "routers": dict(self.router_states),
+            "spaces": sorted(self.trackers),
+        }
+
+    async def ping(self) -> bool:
+        """Liveness check."""
+        return True
+
+
+SupervisorActor = ray.remote(SupervisorHost)

@@ -1,0 +1,1 @@
+"""REST and WebSocket routers of the Gateway, one module per seed resource."""

@@ -1,0 +1,97 @@
+"""build_app(config): the one place where the Serve graph is bound; run_system starts all."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import ray
+from ray import serve
+from ray.serve import Application
+
+from actors.common import NAMESPACE, SERVE_APP, SUPERVISOR_NAME, actor_options
+from actors.supervisor import SupervisorActor
+from deployments.gateway import Gateway
+from deployments.inference import PoseEstimator
+from invispose.config import SiteConfig
+
+logger = logging.getLogger(__name__)
+
+
+def build_app(site: SiteConfig) -> Application:
+    """PoseEstimator (batched, autoscaling) bound into the Gateway ingress."""
+    inference = site.serve.inference
+    autoscaling = None
+    if inference.max_replicas > inference.min_replicas:
+        autoscaling = {
+            "min_replicas": inference.min_replicas,
+            "max_replicas": inference.max_replicas,
+            "target_ongoing_requests": inference.max_batch_size,
+        }
+    estimator = PoseEstimator.options(
+        num_replicas="auto" if autoscaling else inference.min_replicas,
+        autoscaling_config=autoscaling,
+        # fill whole batches: @serve.batch caps at max_ongoing_requests
+        max_ongoing_requests=max(4 * inference.max_batch_size, 64),
+        ray_actor_options={"num_cpus": inference.num_cpus, "num_gpus": inference.num_gpus},
+        user_config={
+            "max_batch_size": inference.max_batch_size,
+            "batch_wait_timeout_s": inference.batch_wait_timeout_s,
+        },
+    ).bind(str(site.model.checkpoint), site.model.device)
+    gateway = Gateway.options(num_replicas=site.serve.gateway_replicas)
+    return gateway.bind(site.model_dump(mode="json"), estimator)
+
+
+def start_system(site: SiteConfig) -> Any:
+    """Deploy the Serve app and start the supervisor (Ray must be initialised)."""
+    serve.start(http_options={"host": site.serve.host, "port": site.serve.port})
+    serve.run(build_app(site), name=SERVE_APP, route_prefix="/")
+    supervisor = SupervisorActor.options(
+        **actor_options(SUPERVISOR_NAME), get_if_exists=True
+    ).remote(site.model_dump(mode="json"))
+    ray.get(supervisor.start.remote())
+    return supervisor
+
+
+def stop_system(supervisor: Any) -> None:
+    """Announce the stop, flush the store, remove the app and every named actor."""
+    try:
+        ray.get(supervisor.stop.remote(), timeout=10)
+    except Exception as exc:
+        logger.warning("supervisor stop failed: %s", exc)
+    serve.delete(SERVE_APP, _blocking=True)
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor.get("namespace") == NAMESPACE:
+            ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE), no_restart=True)
+
+
+def run_forever(site: SiteConfig, address: str | None) -> None:
+    """`invispose up`: start, print the URLs, run until Ctrl-C or SIGTERM, clean up."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    ray.init(
+        address=address or "local",
+        namespace=NAMESPACE,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+    try:
+        supervisor = start_system(site)
+        base = f"http://{site.serve.host}:{site.serve.port}"
+        print(f"InvisPose is up: {base}/  (API {base}/api/v1, docs {base}/docs)", flush=True)
+        print(
+            f"  live poses: {base}/api/v1/pose/current   stream: ws://"
+            f"{site.serve.host}:{site.serve.port}/ws/v1/stream",
+            flush=True,
+        )
+        print("  Ctrl-C stops it.", flush=True)
+        stop.wait()
+        print("stopping…", flush=True)
+        stop_system(supervisor)
+        serve.shutdown()
+    finally:
+        ray.shutdown()

@@ -1,0 +1,56 @@
+"""Gateway: the FastAPI ingress (REST under /api/v1, WebSocket /ws/v1/stream, /docs)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from ray import serve
+
+from deployments.api import pose, stream, system
+from deployments.api.state import GatewayState, install
+from invispose import __version__
+from invispose.config import SiteConfig
+
+logger = logging.getLogger(__name__)
+
+app = FastAPI(
+    title="InvisPose API",
+    version=__version__,
+    description="Privacy-preserving human pose estimation using WiFi signals",
+)
+app.include_router(pose.router)
+app.include_router(system.router)
+app.include_router(stream.router)
+
+LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>InvisPose</title></head>
+<body><h1>InvisPose</h1><ul>
+<li><a href="/api/v1/pose/current">/api/v1/pose/current</a></li>
+<li><a href="/api/v1/system/status">/api/v1/system/status</a></li>
+<li><a href="/api/v1/system/routers">/api/v1/system/routers</a></li>
+<li><a href="/api/v1/system/performance">/api/v1/system/performance</a></li>
+<li>WebSocket: <code>/ws/v1/stream</code></li>
+<li><a href="/docs">OpenAPI documentation</a></li></ul></body></html>"""
+
+
+@app.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def landing() -> str:
+    """A page of links (the dashboard replaces it)."""
+    return LANDING
+
+
+@serve.deployment(name="Gateway", max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class Gateway:
+    """Holds the replica's GatewayState; the routes live in deployments/api/."""
+
+    def __init__(self, site: dict[str, Any], estimator: Any) -> None:
+        self.state = GatewayState(SiteConfig.model_validate(site))
+        self.state.estimator = estimator
+        stream.ClientRegistry(self.state)
+        install(self.state)
+
+    def __del__(self) -> None:
+        self.state.stop()

@@ -1,0 +1,80 @@
+"""PoseEstimator: the shipped pose model behind Ray Serve, batched across routers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from invispose.model.checkpoint import load_model
+from invispose.schemas import CsiWindow, Detection
+
+logger = logging.getLogger(__name__)
+
+
+class EstimatorOptions(BaseModel):
+    """Runtime-adjustable settings (``reconfigure`` / user_config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(32, ge=1, description="Windows per batch at most")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="Wait to fill a batch")
+
+
+@serve.deployment(name="PoseEstimator", max_ongoing_requests=128)
+class PoseEstimator:
+    """Loads a checkpoint once; ``__call__`` takes one window and returns its Detection."""
+
+    def __init__(self, checkpoint: str, device: str = "auto", torch_threads: int = 0) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if torch_threads > 0:
+            torch.set_num_threads(torch_threads)
+        self.device = torch.device(device)
+        self.loaded = load_model(Path(checkpoint), self.device)
+        self.model = self.loaded.model
+        self.use_bf16 = self.device.type == "cuda"
+        # torch runs on one worker thread so the replica's event loop keeps batching
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.batches = 0
+        self.windows = 0
+        self.batch_sizes: deque[int] = deque(maxlen=1000)
+        logger.info("PoseEstimator: %s on %s", checkpoint, self.device)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Apply batching settings from the config without a restart."""
+        options = EstimatorOptions.model_validate(user_config)
+        self.__call__.set_max_batch_size(options.max_batch_size)  # type: ignore[attr-defined]
+        self.__call__.set_batch_wait_timeout_s(options.batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    def _predict(self, windows: list[CsiWindow]) -> list[Detection]:
+        if self.use_bf16:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self.model.predict(windows, batch_size=len(windows))
+        return self.model.predict(windows, batch_size=len(windows))
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def __call__(self, windows: list[CsiWindow]) -> list[Detection]:
+        loop = asyncio.get_running_loop()
+        detections = await loop.run_in_executor(self._executor, self._predict, windows)
+        self.batches += 1
+        self.windows += len(windows)
+        self.batch_sizes.append(len(windows))
+        return detections
+
+    async def stats(self) -> dict[str, Any]:
+        """Batches and windows served by this replica."""
+        return {
+            "batches": self.batches,
+            "windows": self.windows,
+            "mean_batch": self.windows / self.batches if self.batches else 0.0,
+            "recent_batch_sizes": list(self.batch_sizes)[-100:],
+            "device": str(self.device),
+        }
