@@ -176,18 +176,18 @@ class SupervisorHost:
             previous = self.router_states.get(router_id, "waiting")
             self.router_states[router_id] = state
             config = self.router_configs[router_id]
-            if state == "connected" and previous != "connected":
+            if previous == "connected" and state != "connected":
+                # a dead actor, a restarted one ("waiting" again) or a silent source
+                reason = status.get("last_error") or f"router {state}"
+                await self.emit(
+                    ev.ROUTER_DISCONNECTED,
+                    ev.router_disconnected(router_id, _now(), config.space, reason=reason),
+                    config.space,
+                )
+            elif state == "connected" and previous != "connected":
                 await self.emit(
                     ev.ROUTER_CONNECTED,
                     ev.router_connected(router_id, _now(), config.space, config.kind),
-                    config.space,
-                )
-            elif state == "disconnected" and previous == "connected":
-                await self.emit(
-                    ev.ROUTER_DISCONNECTED,
-                    ev.router_disconnected(
-                        router_id, _now(), config.space, reason=status.get("last_error")
-                    ),
                     config.space,
                 )
 
