@@ -188,14 +188,13 @@ class ClientSession:
             await self.wakeup.wait()
             self.wakeup.clear()
             if self.dropped > self.dropped_reported:
-                await self.send_json(
-                    {
-                        "type": "frames_dropped",
-                        "count": self.dropped - self.dropped_reported,
-                        "total": self.dropped,
-                    }
-                )
+                notice = {
+                    "type": "frames_dropped",
+                    "count": self.dropped - self.dropped_reported,
+                    "total": self.dropped,
+                }
                 self.dropped_reported = self.dropped
+                await self.ws.send_text(json.dumps(notice))  # ahead of the frames that remain
             while self.queue:
                 kind, text, t_end_s = self.queue.popleft()
                 await self.ws.send_text(text)
