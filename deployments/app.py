@@ -40,7 +40,7 @@ def build_app(site: SiteConfig) -> Application:
             "max_batch_size": inference.max_batch_size,
             "batch_wait_timeout_s": inference.batch_wait_timeout_s,
         },
-    ).bind(str(site.model.checkpoint), site.model.device)
+    ).bind(str(site.model.checkpoint), site.model.device, inference.torch_threads)
     gateway = Gateway.options(num_replicas=site.serve.gateway_replicas)
     return gateway.bind(site.model_dump(mode="json"), estimator)
 

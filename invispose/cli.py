@@ -44,6 +44,11 @@ def _bench(args: argparse.Namespace) -> int:
         if not args.data.is_dir():
             raise InvisPoseError(f"no captures at {args.data} (use --data DIR)")
         result = bench_csi(args.data)
+    elif args.target == "model":
+        from invispose.model.bench import bench_model
+
+        sizes = tuple(int(b) for b in args.batch.split(",") if b.strip())
+        result = bench_model(sizes, seconds=args.seconds, num_threads=args.threads)
     else:
         raise InvisPoseError(f"bench {args.target}: not implemented yet")
     print(json.dumps(result, indent=None if args.json else 2))
@@ -70,6 +75,7 @@ def _up(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command group."""
     from invispose.csi import commands as csi_commands
+    from invispose.model import commands as model_commands
 
     parser = argparse.ArgumentParser(prog="invispose", description=__doc__)
     parser.add_argument("--version", action="version", version=f"invispose {__version__}")
@@ -83,11 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_config_check)
 
     csi_commands.register(sub)
+    model_commands.register(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
     bench.add_argument("target", choices=["csi", "sim", "model", "pipeline"])
     bench.add_argument("--json", action="store_true", help="compact one-line JSON")
     bench.add_argument("--data", type=Path, default=DEFAULT_CSI_DATA, help="captures (csi)")
+    bench.add_argument("--batch", default="1,8,32", help="batch sizes (model)")
+    bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    bench.add_argument("--threads", type=int, default=1, help="torch CPU threads (model)")
     bench.set_defaults(func=_bench)
 
     up = sub.add_parser("up", help="start the runtime (embedded default)")

@@ -203,6 +203,9 @@ class InferenceConfig(Strict):
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="Wait to fill a batch, seconds")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (0 = CPU)")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per replica")
+    torch_threads: int = Field(
+        1, ge=0, description="Torch CPU threads per replica (0 = torch's default)"
+    )
     min_replicas: int = Field(1, ge=1, description="Autoscaling lower bound")
     max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound")
 

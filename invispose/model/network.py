@@ -1,0 +1,374 @@
+"""PoseNet: per-router CSI windows in, up to K persons with 3-D keypoints out.
+
+Reading order: ``PoseNetConfig`` (hyperparameters), ``ModelInputs`` (tensors and how
+windows become them), the blocks (``LinkEncoder``, ``Attention``, ``Block``), then
+``PoseNet`` itself. Shapes use B windows, L links (tx × rx antenna pairs, padded to the
+batch's largest), T time steps, S subcarriers, K person slots, J = 17 keypoints, D width.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invispose.errors import ModelError
+from invispose.schemas import (
+    ACTIVITIES,
+    MAX_PERSONS,
+    N_KEYPOINTS,
+    CsiWindow,
+    Detection,
+    WindowBatch,
+)
+
+#: rooms are a few metres; dividing by this keeps the room-size features near 1
+ROOM_SCALE_M = 5.0
+#: the smallest room edge the model accepts; guards the division by room size
+MIN_ROOM_EDGE_M = 0.5
+
+
+@dataclass(frozen=True)
+class PoseNetConfig:
+    """Hyperparameters of PoseNet; stored in every checkpoint."""
+
+    # The per-time-step projection is sized to the canonical subcarrier grid, so S is fixed.
+    n_subcarriers: int = 32
+    # Width of the per-link temporal conv stack: it runs B·L times per batch and dominates
+    # CPU cost, so it stays narrower than the attention width.
+    d_link: int = 64
+    # Width of link tokens and person queries. The attention part sees ≤ 9 links and 4 slots,
+    # so width is cheap there: 192 costs ~20 % more time than 128 for twice the parameters.
+    d_model: int = 192
+    n_heads: int = 6  # 32 channels per head
+    # Two rounds of attention across links let each link see the geometry of the others.
+    n_link_layers: int = 2
+    # DETR-style decoder: self-attention between slots de-duplicates persons, cross-attention
+    # reads the links; three layers are enough for four slots.
+    n_decoder_layers: int = 3
+    # MLP hidden width = ff_mult · d_model.
+    ff_mult: int = 2
+    max_persons: int = MAX_PERSONS
+    n_keypoints: int = N_KEYPOINTS
+    n_activities: int = len(ACTIVITIES)
+    # The simulator draws fresh data every step, so there is little to overfit: no dropout.
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ModelError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        if self.d_link % 8:
+            raise ModelError(f"d_link {self.d_link} is not a multiple of 8 (GroupNorm groups)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> PoseNetConfig:
+        """Build from a mapping, naming unknown keys (checkpoints, YAML)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ModelError(f"unknown model hyperparameters: {', '.join(unknown)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain mapping for checkpoints."""
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class ModelInputs:
+    """A batch of windows as tensors; padded links are False in ``link_mask``."""
+
+    amplitude: Tensor  # (B, L, T, S) float32
+    phase: Tensor  # (B, L, T, S) float32, sanitized radians
+    valid: Tensor  # (B, T) bool, time steps that held a packet
+    link_mask: Tensor  # (B, L) bool, real links
+    tx_pos_m: Tensor  # (B, L, 3) float32
+    rx_pos_m: Tensor  # (B, L, 3) float32
+    room_size_m: Tensor  # (B, 3) float32
+
+    def to(self, device: torch.device | str) -> ModelInputs:
+        """The same inputs on another device."""
+        return ModelInputs(*(getattr(self, name).to(device) for name in self.__slots__))
+
+
+def inputs_from_batch(batch: WindowBatch, device: torch.device | str = "cpu") -> ModelInputs:
+    """Tensors of a simulator or shard batch (already padded, with its link mask)."""
+    return ModelInputs(
+        amplitude=torch.from_numpy(np.ascontiguousarray(batch.amplitude, np.float32)),
+        phase=torch.from_numpy(np.ascontiguousarray(batch.phase, np.float32)),
+        valid=torch.from_numpy(np.asarray(batch.valid, bool)),
+        link_mask=torch.from_numpy(np.asarray(batch.link_mask, bool)),
+        tx_pos_m=torch.from_numpy(np.ascontiguousarray(batch.tx_pos_m, np.float32)),
+        rx_pos_m=torch.from_numpy(np.ascontiguousarray(batch.rx_pos_m, np.float32)),
+        room_size_m=torch.from_numpy(np.ascontiguousarray(batch.room_size_m, np.float32)),
+    ).to(device)
+
+
+def inputs_from_windows(
+    windows: Sequence[CsiWindow], device: torch.device | str = "cpu"
+) -> ModelInputs:
+    """Stack runtime windows into one batch, padding links to the largest link count."""
+    if not windows:
+        raise ModelError("no windows to batch")
+    if any(w.amplitude.ndim != 3 for w in windows):
+        raise ModelError("window amplitude must be (L, T, S)")
+    n_time, n_sub = windows[0].amplitude.shape[1:]
+    n_links = max(w.n_links for w in windows)
+    n = len(windows)
+    amplitude = np.zeros((n, n_links, n_time, n_sub), np.float32)  # (B, L, T, S)
+    phase = np.zeros_like(amplitude)  # (B, L, T, S)
+    valid = np.zeros((n, n_time), bool)  # (B, T)
+    link_mask = np.zeros((n, n_links), bool)  # (B, L)
+    tx = np.zeros((n, n_links, 3), np.float32)  # (B, L, 3)
+    rx = np.zeros_like(tx)  # (B, L, 3)
+    room = np.zeros((n, 3), np.float32)  # (B, 3)
+    for i, w in enumerate(windows):
+        links = w.n_links
+        shape_ok = w.amplitude.shape[1:] == (n_time, n_sub) and w.phase.shape == w.amplitude.shape
+        if links < 1 or not shape_ok:
+            raise ModelError(
+                f"window {i} of router {w.router_id!r} has shape {w.amplitude.shape}, "
+                f"expected (L>=1, {n_time}, {n_sub}) like the rest of the batch"
+            )
+        if not np.all(np.asarray(w.room_size_m) >= MIN_ROOM_EDGE_M):
+            raise ModelError(
+                f"window of router {w.router_id!r} carries room size {w.room_size_m}; "
+                f"every edge must be at least {MIN_ROOM_EDGE_M} m"
+            )
+        amplitude[i, :links] = w.amplitude
+        phase[i, :links] = w.phase
+        valid[i] = w.valid
+        link_mask[i, :links] = True
+        tx[i, :links] = w.tx_pos_m
+        rx[i, :links] = w.rx_pos_m
+        room[i] = w.room_size_m
+    batch = ModelInputs(
+        *(torch.from_numpy(a) for a in (amplitude, phase, valid, link_mask, tx, rx, room))
+    )
+    return batch.to(device)
+
+
+@dataclass(slots=True)
+class PoseOutput:
+    """Raw network outputs (logits) and keypoints in room metres."""
+
+    presence_logit: Tensor  # (B, K)
+    keypoints_m: Tensor  # (B, K, J, 3) room coordinates
+    conf_logit: Tensor  # (B, K, J)
+    fall_logit: Tensor  # (B, K)
+    activity_logit: Tensor  # (B, K, A)
+
+
+class LinkEncoder(nn.Module):
+    """One link's time × subcarrier block → one feature vector (same weights for all links)."""
+
+    def __init__(self, n_subcarriers: int, d_link: int, d_model: int) -> None:
+        super().__init__()
+        # amplitude and phase of every subcarrier plus the valid flag, per time step
+        self.project = nn.Linear(2 * n_subcarriers + 1, d_link)
+        # strided temporal convs: 64 → 32 → 16 → 8 steps; motion (Doppler) lives along time
+        self.convs = nn.ModuleList(
+            [nn.Conv1d(d_link, d_link, kernel_size=5, stride=2, padding=2) for _ in range(3)]
+        )
+        # GroupNorm normalises each link on its own: padded links never touch real ones
+        self.norms = nn.ModuleList([nn.GroupNorm(8, d_link) for _ in range(3)])
+        # mean and max summarise the window, the last step is the moment we predict
+        self.out = nn.Linear(3 * d_link, d_model)
+
+    def forward(self, amplitude: Tensor, phase: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """Features (B, L, D) and per-link log gain (B, L)."""
+        b, n_links, n_time, _ = amplitude.shape
+        v = valid.to(amplitude.dtype)[:, None, :, None]  # (B, 1, T, 1)
+        # Amplitude scale varies with AGC and path loss: divide it out, keep it as a feature.
+        n_valid = (v.sum(dim=2, keepdim=True) * amplitude.shape[-1]).clamp(min=1.0)
+        gain = (amplitude * v).sum(dim=(2, 3), keepdim=True) / n_valid  # (B, L, 1, 1)
+        amp_rel = amplitude / (gain + 1e-6) - 1.0  # (B, L, T, S)
+        x = torch.cat(
+            [amp_rel * v, phase * v, v.expand(b, n_links, n_time, 1)], dim=-1
+        )  # (B, L, T, 2S+1)
+        h = F.gelu(self.project(x))  # (B, L, T, C)
+        h = h.reshape(b * n_links, n_time, -1).transpose(1, 2)  # (B·L, C, T)
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            h = F.gelu(norm(conv(h)))  # (B·L, C, T/2 per layer)
+        pooled = torch.cat([h.mean(-1), h.amax(-1), h[..., -1]], dim=-1)  # (B·L, 3C)
+        feats = self.out(pooled).reshape(b, n_links, -1)  # (B, L, D)
+        log_gain = torch.log(gain.reshape(b, n_links) + 1e-6)  # (B, L)
+        return feats, log_gain
+
+
+class Attention(nn.Module):
+    """Multi-head attention of queries over keys, ignoring keys where ``key_mask`` is False."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: Tensor, memory: Tensor, key_mask: Tensor | None) -> Tensor:
+        """Attend x (B, Q, D) over memory (B, M, D); key_mask (B, M) True = real."""
+        b, n_q, d = x.shape
+        n_m = memory.shape[1]
+        h = self.n_heads
+        q = self.q(x).view(b, n_q, h, d // h).transpose(1, 2)  # (B, H, Q, D/H)
+        k, v = self.kv(memory).view(b, n_m, 2, h, d // h).permute(2, 0, 3, 1, 4)  # (B, H, M, D/H)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, Q, D/H)
+        out: Tensor = self.out(y.transpose(1, 2).reshape(b, n_q, d))  # (B, Q, D)
+        return out
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention, optional cross-attention, MLP."""
+
+    def __init__(self, cfg: PoseNetConfig, cross: bool) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.norm_self = nn.LayerNorm(d)
+        self.self_attn = Attention(d, cfg.n_heads)
+        self.norm_cross = nn.LayerNorm(d) if cross else None
+        self.cross_attn = Attention(d, cfg.n_heads) if cross else None
+        self.norm_mlp = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, cfg.ff_mult * d), nn.GELU(), nn.Linear(cfg.ff_mult * d, d)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        x_mask: Tensor | None,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+    ) -> Tensor:
+        """x (B, Q, D) → (B, Q, D); memory (B, M, D) for cross-attention."""
+        y = self.norm_self(x)
+        x = x + self.drop(self.self_attn(y, y, x_mask))
+        if self.cross_attn is not None and self.norm_cross is not None and memory is not None:
+            x = x + self.drop(self.cross_attn(self.norm_cross(x), memory, memory_mask))
+        out: Tensor = x + self.drop(self.mlp(self.norm_mlp(x)))
+        return out
+
+
+class PoseNet(nn.Module):
+    """Links → link tokens → attention across links → K person slots with keypoints."""
+
+    def __init__(self, cfg: PoseNetConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or PoseNetConfig()
+        d = cfg.d_model
+        self.link_encoder = LinkEncoder(cfg.n_subcarriers, cfg.d_link, d)
+        # tx/room, rx/room, (rx−tx)/room, room/ROOM_SCALE, log gain: where the link is and
+        # how strong it is. Geometry is what lets the model work in unseen rooms.
+        self.geometry = nn.Sequential(nn.Linear(13, d), nn.GELU(), nn.Linear(d, d))
+        self.link_blocks = nn.ModuleList(
+            [Block(cfg, cross=False) for _ in range(cfg.n_link_layers)]
+        )
+        self.link_norm = nn.LayerNorm(d)
+        self.queries = nn.Parameter(0.02 * torch.randn(cfg.max_persons, d))  # (K, D)
+        self.decoder = nn.ModuleList(
+            [Block(cfg, cross=True) for _ in range(cfg.n_decoder_layers)]
+        )
+        self.slot_norm = nn.LayerNorm(d)
+        j = cfg.n_keypoints
+        self.presence_head = nn.Linear(d, 1)
+        # A body is the same size in any room: its centre is predicted relative to the room
+        # (normalised, then rescaled), its joints as offsets in metres from that centre.
+        self.centre_head = nn.Linear(d, 3)
+        self.offset_head = nn.Linear(d, 3 * j)
+        self.conf_head = nn.Linear(d, j)
+        self.fall_head = nn.Linear(d, 1)
+        self.activity_head = nn.Linear(d, cfg.n_activities)
+        nn.init.zeros_(self.centre_head.weight)
+        nn.init.zeros_(self.centre_head.bias)  # every slot starts at the room centre
+
+    def forward(self, x: ModelInputs) -> PoseOutput:
+        """Predict K person slots per window."""
+        b, n_links = x.link_mask.shape
+        room = x.room_size_m.clamp(min=MIN_ROOM_EDGE_M)  # (B, 3)
+        feats, log_gain = self.link_encoder(x.amplitude, x.phase, x.valid)  # (B, L, D), (B, L)
+        room_l = room[:, None, :].expand(b, n_links, 3)  # (B, L, 3)
+        geom = torch.cat(
+            [
+                x.tx_pos_m / room_l,
+                x.rx_pos_m / room_l,
+                (x.rx_pos_m - x.tx_pos_m) / room_l,
+                room_l / ROOM_SCALE_M,
+                log_gain[..., None],
+            ],
+            dim=-1,
+        )  # (B, L, 13)
+        tokens = feats + self.geometry(geom)  # (B, L, D)
+        # Padded links carry zeros; keep them exactly zero so they stay inert everywhere.
+        tokens = tokens * x.link_mask[..., None].to(tokens.dtype)  # (B, L, D)
+        for block in self.link_blocks:
+            tokens = block(tokens, x.link_mask)  # (B, L, D)
+        memory = self.link_norm(tokens)  # (B, L, D)
+
+        slots = self.queries[None].expand(b, -1, -1)  # (B, K, D)
+        for block in self.decoder:
+            slots = block(slots, None, memory, x.link_mask)  # (B, K, D)
+        slots = self.slot_norm(slots)  # (B, K, D)
+
+        # Heads in float32 even under bf16 autocast: bf16 resolves 10 m only to ~4 cm.
+        with torch.autocast(slots.device.type, enabled=False):
+            slots = slots.float()  # (B, K, D)
+            k, j = self.cfg.max_persons, self.cfg.n_keypoints
+            centre_m = (0.5 + self.centre_head(slots)) * room[:, None, :].float()  # (B, K, 3)
+            offsets_m = self.offset_head(slots).view(b, k, j, 3)  # (B, K, J, 3)
+            return PoseOutput(
+                presence_logit=self.presence_head(slots).squeeze(-1),  # (B, K)
+                keypoints_m=centre_m[:, :, None, :] + offsets_m,  # (B, K, J, 3)
+                conf_logit=self.conf_head(slots),  # (B, K, J)
+                fall_logit=self.fall_head(slots).squeeze(-1),  # (B, K)
+                activity_logit=self.activity_head(slots),  # (B, K, A)
+            )
+
+    def predict(self, windows: Sequence[CsiWindow], batch_size: int = 32) -> list[Detection]:
+        """Run the model on runtime windows, in batches; one Detection per window."""
+        for w in windows:
+            if w.amplitude.ndim != 3 or w.amplitude.shape[2] != self.cfg.n_subcarriers:
+                raise ModelError(
+                    f"window of router {w.router_id!r} has shape {w.amplitude.shape}; "
+                    f"the model expects (L, T, {self.cfg.n_subcarriers})"
+                )
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        detections: list[Detection] = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(windows), batch_size):
+                    chunk = windows[start : start + batch_size]
+                    started = time.perf_counter()
+                    out = self(inputs_from_windows(chunk, device))
+                    presence = torch.sigmoid(out.presence_logit).float().cpu().numpy()  # (B, K)
+                    keypoints = out.keypoints_m.float().cpu().numpy()  # (B, K, J, 3)
+                    conf = torch.sigmoid(out.conf_logit).float().cpu().numpy()  # (B, K, J)
+                    elapsed_ms = 1000.0 * (time.perf_counter() - started)
+                    for i, w in enumerate(chunk):
+                        detections.append(
+                            Detection(
+                                router_id=w.router_id,
+                                space_id=w.space_id,
+                                t_end_s=w.t_end_s,
+                                presence=presence[i],
+                                keypoints_m=keypoints[i],
+                                keypoint_conf=conf[i],
+                                latency_ms={"inference": elapsed_ms},
+                            )
+                        )
+        finally:
+            self.train(was_training)
+        return detections
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,89 @@
+"""Checkpoint files: round trip, and clear errors for missing, corrupt or mismatched files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from invispose.errors import ModelError
+from invispose.model.checkpoint import (
+    DEFAULT_CHECKPOINT,
+    FORMAT_VERSION,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
+from invispose.model.metrics import MeanPoseStats
+from invispose.model.network import PoseNet, PoseNetConfig, inputs_from_batch
+from invispose.schemas import WindowBatch
+
+SMALL = PoseNetConfig(
+    n_heads=4, n_subcarriers=8, d_link=16, d_model=32, n_link_layers=1, n_decoder_layers=1
+)
+
+
+def test_round_trip_gives_the_same_outputs(
+    tmp_path: Path, make_batch: Callable[..., WindowBatch]
+) -> None:
+    torch.manual_seed(3)
+    model = PoseNet(SMALL).eval()
+    batch = make_batch(1, 4)
+    stats = MeanPoseStats()
+    stats.update(batch.keypoints_m, batch.person_mask, batch.room_size_m)
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, mean_pose=stats, metadata={"a": 1})
+    loaded = load_model(path)
+    assert loaded.model.cfg == SMALL
+    assert not loaded.model.training
+    assert loaded.metadata["a"] == 1
+    assert loaded.mean_pose is not None and loaded.mean_pose.n_persons == stats.n_persons
+    with torch.inference_mode():
+        before, after = model(inputs_from_batch(batch)), loaded.model(inputs_from_batch(batch))
+    torch.testing.assert_close(before.keypoints_m, after.keypoints_m, rtol=0, atol=0)
+    torch.testing.assert_close(before.presence_logit, after.presence_logit, rtol=0, atol=0)
+
+
+def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no checkpoint at .*nope.pt.*invispose train"):
+        load_model(tmp_path / "nope.pt")
+    assert DEFAULT_CHECKPOINT == Path("models/invispose-small.pt")
+
+
+def test_corrupt_file_is_a_model_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pt"
+    path.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model(path)
+    good = save_checkpoint(tmp_path / "good.pt", PoseNet(SMALL))
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(ModelError, match="corrupt"):
+        load_model(truncated)
+
+
+def test_foreign_and_future_files_are_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ModelError, match="not an InvisPose"):
+        read_checkpoint(foreign)
+    path = save_checkpoint(tmp_path / "m.pt", PoseNet(SMALL))
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match="format version"):
+        load_model(path)
+
+
+def test_weights_that_do_not_fit_the_hyperparameters(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m.pt", PoseNet(SMALL))
+    payload = torch.load(path, weights_only=True)
+    payload["hyperparameters"]["d_model"] = 48
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match="does not fit"):
+        load_model(path)
+    payload["hyperparameters"]["colour"] = "red"
+    torch.save(payload, path)
+    with pytest.raises(ModelError, match="unknown model hyperparameters: colour"):
+        load_model(path)

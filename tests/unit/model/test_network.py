@@ -1,0 +1,118 @@
+"""PoseNet: size, any number of links, padding invariance, the runtime predict helper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch
+
+from invispose.errors import ModelError
+from invispose.model.network import (
+    PoseNet,
+    PoseNetConfig,
+    count_parameters,
+    inputs_from_batch,
+    inputs_from_windows,
+)
+from invispose.schemas import CsiWindow, Detection, WindowBatch
+
+SMALL = PoseNetConfig(
+    n_heads=4, n_subcarriers=8, d_link=32, d_model=64, n_link_layers=1, n_decoder_layers=1
+)
+
+
+def window(rng: np.random.Generator, n_links: int, n_time: int = 16, n_sub: int = 8) -> CsiWindow:
+    """A random runtime window in a 6 × 5 × 2.7 m room."""
+    return CsiWindow(
+        router_id=f"r{n_links}",
+        space_id="room",
+        t_end_s=12.5,
+        amplitude=rng.uniform(0.5, 1.5, (n_links, n_time, n_sub)).astype(np.float32),
+        phase=rng.normal(0, 0.3, (n_links, n_time, n_sub)).astype(np.float32),
+        valid=rng.random(n_time) > 0.1,
+        tx_pos_m=rng.uniform(0, 2.5, (n_links, 3)).astype(np.float32),
+        rx_pos_m=rng.uniform(0, 2.5, (n_links, 3)).astype(np.float32),
+        rate_hz=100.0,
+        carrier_hz=5.18e9,
+        room_size_m=np.array([6.0, 5.0, 2.7], np.float32),
+    )
+
+
+def test_default_model_is_small() -> None:
+    n = count_parameters(PoseNet())
+    assert 500_000 < n <= 10_000_000
+
+
+@pytest.mark.parametrize("n_links", [1, 9])
+def test_accepts_one_and_nine_links(rng: np.random.Generator, n_links: int) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SMALL).eval()
+    with torch.inference_mode():
+        out = model(inputs_from_windows([window(rng, n_links), window(rng, n_links)]))
+    assert out.presence_logit.shape == (2, 4)
+    assert out.keypoints_m.shape == (2, 4, 17, 3)
+    assert out.conf_logit.shape == (2, 4, 17)
+    assert out.fall_logit.shape == (2, 4)
+    assert out.activity_logit.shape == (2, 4, 6)
+    assert torch.isfinite(out.keypoints_m).all()
+
+
+def test_padded_batch_equals_windows_alone(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SMALL).eval()
+    windows = [window(rng, 1), window(rng, 9), window(rng, 4)]
+    with torch.inference_mode():
+        together = model(inputs_from_windows(windows))
+        for i, w in enumerate(windows):
+            alone = model(inputs_from_windows([w]))
+            for name in ("presence_logit", "keypoints_m", "conf_logit", "fall_logit"):
+                torch.testing.assert_close(
+                    getattr(together, name)[i], getattr(alone, name)[0], atol=1e-5, rtol=1e-4
+                )
+
+
+def test_padding_content_is_ignored(make_batch: Callable[..., WindowBatch]) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SMALL).eval()
+    batch = make_batch(3, 6, n_links=(1, 9))
+    garbage = inputs_from_batch(batch)
+    pad = ~garbage.link_mask[..., None, None]  # (B, L, 1, 1)
+    garbage.amplitude = torch.where(pad, 7.0, garbage.amplitude)
+    garbage.tx_pos_m = torch.where(pad[..., 0], 3.0, garbage.tx_pos_m)
+    with torch.inference_mode():
+        clean_out, garbage_out = model(inputs_from_batch(batch)), model(garbage)
+    torch.testing.assert_close(clean_out.keypoints_m, garbage_out.keypoints_m)
+
+
+def test_predict_returns_one_detection_per_window(rng: np.random.Generator) -> None:
+    model = PoseNet(SMALL)
+    windows = [window(rng, n) for n in (1, 3, 9, 2, 9)]
+    detections = model.predict(windows, batch_size=2)
+    assert model.training  # predict restores the mode it found
+    assert len(detections) == 5
+    for w, d in zip(windows, detections, strict=True):
+        assert isinstance(d, Detection)
+        assert (d.router_id, d.space_id, d.t_end_s) == (w.router_id, w.space_id, w.t_end_s)
+        assert d.presence.shape == (4,) and d.keypoints_m.shape == (4, 17, 3)
+        assert d.keypoint_conf.shape == (4, 17)
+        assert ((d.presence >= 0) & (d.presence <= 1)).all()
+        assert d.latency_ms["inference"] >= 0
+    # batching does not change results
+    again = model.predict(windows[2:3])
+    np.testing.assert_allclose(again[0].keypoints_m, detections[2].keypoints_m, atol=1e-5)
+
+
+def test_bad_windows_are_model_errors(rng: np.random.Generator) -> None:
+    model = PoseNet(SMALL)
+    with pytest.raises(ModelError, match="expects"):
+        model.predict([window(rng, 3, n_sub=30)])
+    no_room = window(rng, 3)
+    no_room.room_size_m = np.zeros(3, np.float32)
+    with pytest.raises(ModelError, match="room size"):
+        model.predict([no_room])
+    with pytest.raises(ModelError, match="shape"):
+        inputs_from_windows([window(rng, 3), window(rng, 3, n_time=8)])
+    with pytest.raises(ModelError, match="unknown model hyperparameters: width"):
+        PoseNetConfig.from_dict({"width": 3})
