@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 import ray
@@ -45,8 +46,19 @@ def build_app(site: SiteConfig) -> Application:
     return gateway.bind(site.model_dump(mode="json"), estimator)
 
 
+def with_scene_epoch(site: SiteConfig, epoch_s: float | None = None) -> SiteConfig:
+    """Give every simulated router without one the same scene clock origin."""
+    epoch_s = time.time() if epoch_s is None else epoch_s
+    data = site.model_dump(mode="json")
+    for router in data["routers"]:
+        if router["kind"] == "simulated" and router["source"].get("epoch_s") is None:
+            router["source"]["epoch_s"] = epoch_s
+    return SiteConfig.model_validate(data)
+
+
 def start_system(site: SiteConfig) -> Any:
     """Deploy the Serve app and start the supervisor (Ray must be initialised)."""
+    site = with_scene_epoch(site)
     serve.start(http_options={"host": site.serve.host, "port": site.serve.port})
     serve.run(build_app(site), name=SERVE_APP, route_prefix="/")
     supervisor = SupervisorActor.options(

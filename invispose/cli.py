@@ -44,11 +44,19 @@ def _bench(args: argparse.Namespace) -> int:
         if not args.data.is_dir():
             raise InvisPoseError(f"no captures at {args.data} (use --data DIR)")
         result = bench_csi(args.data)
+    elif args.target == "sim":
+        from invispose.sim.bench import bench_sim
+
+        result = bench_sim(seconds=args.seconds)
     elif args.target == "model":
         from invispose.model.bench import bench_model
 
         sizes = tuple(int(b) for b in args.batch.split(",") if b.strip())
         result = bench_model(sizes, seconds=args.seconds, num_threads=args.threads)
+    elif args.target == "pipeline":
+        from deployments.bench import run_pipeline_bench  # Ray only for this benchmark
+
+        result = run_pipeline_bench(args.routers, args.clients, args.duration, args.checkpoint)
     else:
         raise InvisPoseError(f"bench {args.target}: not implemented yet")
     print(json.dumps(result, indent=None if args.json else 2))
@@ -76,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command group."""
     from invispose.csi import commands as csi_commands
     from invispose.model import commands as model_commands
+    from invispose.sim import commands as sim_commands
 
     parser = argparse.ArgumentParser(prog="invispose", description=__doc__)
     parser.add_argument("--version", action="version", version=f"invispose {__version__}")
@@ -90,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     csi_commands.register(sub)
     model_commands.register(sub)
+    sim_commands.register(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (JSON output)")
     bench.add_argument("target", choices=["csi", "sim", "model", "pipeline"])
@@ -98,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", default="1,8,32", help="batch sizes (model)")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.add_argument("--threads", type=int, default=1, help="torch CPU threads (model)")
+    bench.add_argument("--routers", type=int, default=8, help="simulated routers (pipeline)")
+    bench.add_argument("--clients", type=int, default=100, help="WebSocket clients (pipeline)")
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    bench.add_argument(
+        "--checkpoint", type=Path, default=Path("models/invispose-small.pt"), help="weights"
+    )
     bench.set_defaults(func=_bench)
 
     up = sub.add_parser("up", help="start the runtime (embedded default)")

@@ -55,6 +55,9 @@ class SimulatedSource(Strict):
     rate_hz: float = Field(100.0, gt=0, le=2000, description="Packets per second")
     people: int = Field(2, ge=0, le=4, description="Simulated people in the space")
     seed: int = Field(0, description="Random seed of the scene (deterministic replay)")
+    epoch_s: float | None = Field(
+        None, description="Scene clock origin (wall time); the runtime sets it at start"
+    )
 
 
 class Esp32UdpSource(Strict):
@@ -262,10 +265,18 @@ class SiteConfig(Strict):
         ]:
             if space_id not in spaces:
                 problems.append(f"{item_id}: unknown space {space_id!r}")
+        worlds: dict[str, tuple[int, int]] = {}
         for router in self.routers:
             space = spaces.get(router.space)
             if space is None:
                 continue
+            if isinstance(router.source, SimulatedSource):
+                world = (router.source.seed, router.source.people)
+                if worlds.setdefault(router.space, world) != world:
+                    problems.append(
+                        f"{router.id}: simulated routers of space {router.space!r} must share "
+                        "seed and people (they observe one simulated world)"
+                    )
             for pos in [*router.tx_positions_m, *router.rx_positions_m]:
                 if any(p < -0.5 or p > s + 0.5 for p, s in zip(pos, space.size_m, strict=True)):
                     problems.append(f"{router.id}: antenna at {pos} lies outside {space.id}")

@@ -142,8 +142,12 @@ def current_state() -> GatewayState:
     return _current
 
 
-def get_state() -> GatewayState:
-    """FastAPI dependency: the replica's GatewayState, its bus pump running."""
+async def get_state() -> GatewayState:
+    """FastAPI dependency: the replica's GatewayState, its bus pump running.
+
+    Async, so FastAPI calls it on the event loop (not in a worker thread) and the pump
+    task lands on the loop that serves the requests.
+    """
     state = current_state()
     state.ensure_pump()
     return state

@@ -291,7 +291,7 @@ class ClientRegistry:
 @router.websocket("/ws/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     """The seed's real-time stream: connection, subscribe/unsubscribe, ping, configure."""
-    state = get_state()
+    state = await get_state()
     registry: ClientRegistry = state.clients
     await websocket.accept()
     client = ClientSession(state, websocket)

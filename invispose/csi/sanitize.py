@@ -80,3 +80,25 @@ def normalize_amplitude(amplitude: npt.ArrayLike) -> FloatArray:
     rms = np.sqrt(np.mean(np.square(values), axis=(-2, -1), keepdims=True))  # (..., 1, 1)
     safe = np.where(rms > 0, rms, np.float32(1.0))  # (..., 1, 1)
     return (values / safe).astype(np.float32, copy=False)
+
+
+def normalize_window_amplitude(amplitude: npt.ArrayLike) -> FloatArray:
+    """Each window's amplitude divided by its RMS over links, packets and subcarriers.
+
+    ``amplitude`` is float (..., L, T, S); returns float32 (..., L, T, S). Time steps
+    that are all zero (gaps of the time grid) are left out of the RMS and stay zero.
+    One gain per window keeps what a per-packet gain would erase: changes that are
+    common to the whole band, such as a person blocking the line of sight; AGC steps
+    inside a window remain, as they do on real hardware.
+    """
+    values = np.asarray(amplitude, dtype=np.float32)  # (..., L, T, S)
+    if values.ndim < 3:
+        raise ValueError(f"amplitude needs shape (..., L, T, S), got {values.shape}")
+    n_links, n_sub = values.shape[-3], values.shape[-1]
+    power = np.square(values)  # (..., L, T, S)
+    step_power = power.sum(axis=(-3, -1))  # (..., T)
+    n_valid = np.count_nonzero(step_power > 0, axis=-1)  # (...)
+    mean_power = step_power.sum(axis=-1) / np.maximum(n_valid * n_links * n_sub, 1)  # (...)
+    rms = np.sqrt(mean_power)[..., None, None, None]  # (..., 1, 1, 1)
+    safe = np.where(rms > 0, rms, np.float32(1.0))
+    return (values / safe).astype(np.float32, copy=False)

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from invispose.csi.grid import N_CANONICAL, _derotated_canonical, _positions, kept_mask
-from invispose.csi.sanitize import normalize_amplitude, sanitize_phase
+from invispose.csi.sanitize import normalize_window_amplitude, sanitize_phase
 from invispose.csi.timegrid import nearest_indices, time_grid
 from invispose.schemas import ComplexArray, CsiFrame, CsiWindow, FloatArray
 
@@ -36,7 +36,7 @@ def window_arrays(
 
     ``csi`` is complex (..., T, n_tx, n_rx, n_sub). Returns (amplitude, phase), each
     float32 (..., L, T, n_out) with L = n_tx * n_rx in tx-major order. Amplitude is
-    normalised per packet over links and subcarriers; phase has its per-packet, per-link
+    normalised per window over links, packets and subcarriers; phase has its per-packet, per-link
     line removed. The bulk phase slope is taken out at the hardware's own subcarrier
     spacing before resampling, so steep timing slopes cannot alias on the coarser grid.
     """
@@ -47,7 +47,7 @@ def window_arrays(
     links = values.reshape(*lead, n_t, n_tx * n_rx, n_sub)  # (..., T, L, n_sub) tx-major
     amplitude, phase = packet_arrays(links, subcarriers, bandwidth_mhz, n_out)  # (..., T, L, S)
     # (..., T, L, S) -> (..., L, T, S)
-    amplitude = np.ascontiguousarray(np.swapaxes(amplitude, -3, -2))
+    amplitude = normalize_window_amplitude(np.swapaxes(amplitude, -3, -2))  # (..., L, T, S)
     phase = np.ascontiguousarray(np.swapaxes(phase, -3, -2))
     return amplitude, phase
 
@@ -65,7 +65,7 @@ def packet_arrays(
     subcarriers (default: decided from this batch, see ``grid.kept_mask``).
     """
     canon, _, _ = _derotated_canonical(links, subcarriers, bandwidth_mhz, n_out, keep)
-    amplitude = normalize_amplitude(np.abs(canon))  # (..., L, S)
+    amplitude = np.abs(canon).astype(np.float32)  # (..., L, S) raw; normalised per window
     phase = sanitize_phase(canon, _positions(n_out))  # (..., L, S)
     return amplitude, phase
 
@@ -294,7 +294,7 @@ class Windower:
         phase = ring.phase[index]
         amplitude[~valid] = 0.0
         phase[~valid] = 0.0
-        amplitude = np.ascontiguousarray(amplitude.transpose(1, 0, 2))
+        amplitude = normalize_window_amplitude(amplitude.transpose(1, 0, 2))  # (L, T, S)
         phase = np.ascontiguousarray(phase.transpose(1, 0, 2))
         n_tx, n_rx = ring.csi.shape[1], ring.csi.shape[2]
         tx, rx = link_positions(self.tx_pos_m[:n_tx], self.rx_pos_m[:n_rx])  # (L, 3) each

@@ -52,6 +52,7 @@ def run_train(args: argparse.Namespace) -> int:
     """`invispose train`."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("invispose.model").setLevel(logging.INFO)  # validation lines
     try:
         cfg = load_train_config(
             args.config, steps=args.steps, checkpoint=args.checkpoint, device=args.device

@@ -299,7 +299,7 @@ def _feed_all(reader: Esp32Reader, data: bytes, cuts: list[int]) -> list[CsiFram
     return frames
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(garbage=st.binary(max_size=600), newline=st.booleans())
 def test_fuzz_garbage_then_resync(garbage: bytes, newline: bool) -> None:
     assume(b",len," not in garbage)  # a header would (rightly) re-map the columns
@@ -318,7 +318,7 @@ _mutation = st.tuples(
 )
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     picks=st.lists(st.integers(0, len(_SEEDS) - 1), min_size=1, max_size=4),
     mutations=st.lists(_mutation, max_size=6),

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.io
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from invispose.csi.intel5300 import Intel5300Reader
@@ -20,7 +20,7 @@ REFERENCE_PAIRS = [
     ("log.all_csi.6.7.6.dat", "intel5300_log.all_csi.6.7.6.mat", 29),
 ]
 SUBCARRIERS_20 = [*range(-28, -1, 2), -1, *range(1, 28, 2), 28]
-FUZZ = settings(max_examples=700, deadline=None)
+FUZZ = settings(max_examples=700, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 def split_records(data: bytes) -> list[bytes]:

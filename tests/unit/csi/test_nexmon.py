@@ -341,12 +341,12 @@ def test_feed_datagram_in_pcap_container_reads_one_whole_file(pcap_4358: bytes) 
 # --- fuzzing -----------------------------------------------------------------------------
 
 FUZZ = settings(
-    max_examples=400,
+    max_examples=700,
     deadline=None,
     derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
+    suppress_health_check=list(HealthCheck),
 )
-FUZZ_SLOW = settings(FUZZ, max_examples=250)
+FUZZ_SLOW = settings(FUZZ, max_examples=400)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,204 @@
+"""`invispose bench pipeline`: the whole system under load, with the bare model beside it.
+
+Two phases on one local Ray: at the nominal rate (a window every 50 ms per router) it
+measures end-to-end latency — from the arrival of a window's newest packet to the
+WebSocket send — with M clients subscribed; then, with windows cut as fast as the
+routers can, it measures sustained windows/s. Efficiency is that throughput divided by
+the bare model's windows/s at the batch size the pipeline actually formed, measured in
+the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import ray
+
+from actors.common import NAMESPACE
+from deployments.app import start_system, stop_system
+from invispose.config import SiteConfig, parse_config, resolve_paths
+
+SATURATION_HOP_S = 0.005
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def bench_site(routers: int, port: int, checkpoint: Path, store: Path, hop_s: float) -> SiteConfig:
+    """One room, ``routers`` simulated Intel 5300 3x3 routers (9 links each)."""
+    tree: dict[str, Any] = {
+        "name": "bench",
+        "spaces": [{"id": "hall", "size_m": [8.0, 6.0, 3.0]}],
+        "routers": [
+            {
+                "id": f"r{i}",
+                "space": "hall",
+                "kind": "simulated",
+                "source": {"hardware": "intel5300", "people": 2, "seed": 1},
+                "tx_positions_m": [
+                    [0.3 + 0.9 * i, 0.2, 1.5],
+                    [0.33 + 0.9 * i, 0.2, 1.5],
+                    [0.36 + 0.9 * i, 0.2, 1.5],
+                ],
+                "rx_positions_m": [
+                    [7.7 - 0.9 * i, 5.8, 1.2],
+                    [7.67 - 0.9 * i, 5.8, 1.2],
+                    [7.64 - 0.9 * i, 5.8, 1.2],
+                ],
+            }
+            for i in range(routers)
+        ],
+        "mqtt": {"enabled": False},
+        "store": {"path": str(store)},
+        "serve": {"host": "127.0.0.1", "port": port},
+        "model": {"checkpoint": str(checkpoint), "hop_s": hop_s},
+    }
+    return resolve_paths(parse_config(tree, env={}))
+
+
+async def _client(port: int, stop: asyncio.Event, received: list[float]) -> None:
+    url = f"http://127.0.0.1:{port}/ws/v1/stream"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        await ws.send_json({"type": "subscribe", "topic": "pose_updates"})
+        while not stop.is_set():
+            try:
+                msg = await ws.receive(timeout=0.5)
+            except TimeoutError:
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(msg.data)
+            if data.get("type") == "pose_update":
+                t_end = data["metadata"].get("newest_packet_time")
+                if t_end:
+                    received.append((time.time() - float(t_end)) * 1e3)
+
+
+async def _get(port: int, path: str) -> Any:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
+            return await resp.json()
+
+
+async def _phase(port: int, clients: int, duration_s: float) -> dict[str, Any]:
+    stop = asyncio.Event()
+    received: list[float] = []
+    tasks = [asyncio.create_task(_client(port, stop, received)) for _ in range(clients)]
+    await asyncio.sleep(3.0)  # warm-up: clients connected, routers streaming
+    before = await _get(port, "/api/v1/system/performance")
+    routers_before = await _get(port, "/api/v1/system/routers")
+    received.clear()
+    busy0, total0 = _cpu_ticks()
+    await asyncio.sleep(duration_s)
+    busy1, total1 = _cpu_ticks()
+    after = await _get(port, "/api/v1/system/performance")
+    routers_after = await _get(port, "/api/v1/system/routers")
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    windows = sum(r.get("detections", 0) for r in routers_after) - sum(
+        r.get("detections", 0) for r in routers_before
+    )
+    dropped = {k: after["drops"][k] - before["drops"].get(k, 0) for k in after["drops"]}
+    values = np.array(received) if received else np.zeros(1)
+    return {
+        "windows_per_s": windows / duration_s,
+        "send_latency_ms": after["end_to_end_ms"],
+        "receive_latency_ms": {
+            "p50": float(np.percentile(values, 50)),
+            "p99": float(np.percentile(values, 99)),
+            "samples": len(received),
+        },
+        "drops": dropped,
+        "cpu_percent": 100.0 * (busy1 - busy0) / max(total1 - total0, 1) * (os.cpu_count() or 1),
+        "mean_batch": after["batch"]["mean"],
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _progress(message: str) -> None:
+    print(f"[bench pipeline] {message}", file=sys.stderr, flush=True)
+
+
+def run_pipeline_bench(
+    routers: int, clients: int, duration_s: float, checkpoint: Path | None
+) -> dict[str, Any]:
+    """Both phases and the bare model; returns the JSON report."""
+    from ray import serve
+
+    from invispose.model.bench import bench_model
+    from invispose.model.checkpoint import save_checkpoint
+    from invispose.model.network import PoseNet
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    workdir = Path(tempfile.mkdtemp(prefix="ipbench", dir="/tmp"))
+    weights = "shipped"
+    if checkpoint is None or not checkpoint.exists():
+        checkpoint = workdir / "random.pt"
+        save_checkpoint(checkpoint, PoseNet())
+        weights = "random (no shipped checkpoint)"
+    port = _free_port()
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        namespace=NAMESPACE,
+        log_to_driver=False,
+        _temp_dir=str(workdir / "ray"),
+    )
+    phases: dict[str, dict[str, Any]] = {}
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        for name, hop_s in (("nominal", 0.05), ("saturated", SATURATION_HOP_S)):
+            _progress(f"{name}: {routers} routers, {clients} clients, {duration_s:.0f} s")
+            site = bench_site(routers, port, checkpoint, workdir / f"{name}.db", hop_s)
+            supervisor = start_system(site)
+            try:
+                phases[name] = asyncio.run(_phase(port, clients, duration_s))
+            finally:
+                stop_system(supervisor)
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+    batch = max(1, int(round(phases["saturated"]["mean_batch"] or 1)))
+    _progress(f"bare model at batch {batch}")
+    bare = bench_model((batch,), seconds=max(3.0, duration_s / 4), num_threads=1, cuda=False)
+    bare_rate = float(bare["cpu"][f"batch_{batch}"]["windows_per_s"])
+    nominal, saturated = phases["nominal"], phases["saturated"]
+    latency = nominal["send_latency_ms"]
+    return {
+        "routers": routers,
+        "clients": clients,
+        "duration_s": duration_s,
+        "weights": weights,
+        "windows_per_s": round(saturated["windows_per_s"], 1),
+        "nominal_windows_per_s": round(nominal["windows_per_s"], 1),
+        "p50_ms": round(latency["p50"], 2),
+        "p95_ms": round(latency["p95"], 2),
+        "p99_ms": round(latency["p99"], 2),
+        "client_receive_ms": nominal["receive_latency_ms"],
+        "drops": nominal["drops"],
+        "saturated_drops": saturated["drops"],
+        "cpu_percent": round(nominal["cpu_percent"], 1),
+        "batch_size": batch,
+        "bare_model_windows_per_s": bare_rate,
+        "efficiency": round(saturated["windows_per_s"] / bare_rate, 3) if bare_rate else None,
+    }

@@ -1,0 +1,51 @@
+"""The embedded default: simulated routers stream through the whole runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import make_site
+from tests.e2e.test_runtime_replay import collect_pose_updates
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_simulated_site_streams_poses(
+    ray_cluster: int, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    from deployments.app import start_system, stop_system
+
+    site = make_site(tmp_path, ray_cluster, random_checkpoint)
+    supervisor = start_system(site)
+    try:
+        updates = asyncio.run(collect_pose_updates(ray_cluster, 20, timeout_s=90))
+        assert len(updates) == 20
+        frame_ids = [u["frame_id"] for u in updates]
+        assert frame_ids == sorted(frame_ids)
+        latency = updates[-1]["metadata"]["latency_ms"]
+        assert set(latency) >= {"ingest", "inference", "tracking"}
+
+        async def routers() -> list[dict]:
+            url = f"http://127.0.0.1:{ray_cluster}/api/v1/system/routers"
+            async with aiohttp.ClientSession() as session:
+                return await (await session.get(url)).json()
+
+        deadline = time.monotonic() + 30
+        while True:
+            status = {r["id"]: r for r in asyncio.run(routers())}
+            if all(r["state"] == "connected" for r in status.values()) or (
+                time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.5)
+        assert set(status) == {"router_a", "router_b"}
+        for r in status.values():
+            assert r["state"] == "connected"
+            assert 50 <= r["packets_per_s"] <= 150, r  # 100 Hz minus simulated loss
+    finally:
+        stop_system(supervisor)

@@ -1,0 +1,126 @@
+"""Dataset splits: determinism, split definitions, label statistics, shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from invispose.errors import SimulationError
+from invispose.schemas import ACTIVITIES, MAX_PERSONS, N_KEYPOINTS
+from invispose.sim.dataset import generate_batch, load_shards, write_shards
+from invispose.sim.layouts import TRAIN_HEIGHTS_M, TRAIN_SIZES_M, train_layouts
+
+ARRAYS = ("amplitude", "phase", "valid", "link_mask", "tx_pos_m", "rx_pos_m", "room_size_m",
+          "keypoints_m", "person_mask", "activity", "falling")
+
+
+@pytest.fixture(scope="module")
+def train_batch():  # type: ignore[no-untyped-def]
+    return generate_batch("train", 11, 240)
+
+
+def test_same_split_and_seed_give_the_same_windows() -> None:
+    a = generate_batch("val", 3, 24)
+    b = generate_batch("val", 3, 24)
+    for name in ARRAYS:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.hardware == b.hardware
+
+
+def test_other_seeds_and_splits_give_other_windows() -> None:
+    a = generate_batch("train", 3, 24)
+    assert not np.array_equal(a.keypoints_m, generate_batch("train", 4, 24).keypoints_m)
+    assert not np.array_equal(a.keypoints_m, generate_batch("val", 3, 24).keypoints_m)
+
+
+def test_batch_shapes_and_contents(train_batch) -> None:  # type: ignore[no-untyped-def]
+    b = train_batch
+    n, n_links = len(b), b.amplitude.shape[1]
+    assert b.amplitude.shape == b.phase.shape == (n, n_links, 64, 32)
+    assert b.amplitude.dtype == np.float32 and np.isfinite(b.amplitude).all()
+    assert np.isfinite(b.phase).all()
+    assert b.keypoints_m.shape == (n, MAX_PERSONS, N_KEYPOINTS, 3)
+    assert set(b.hardware) <= {"esp32", "intel5300", "nexmon"}
+    # padded links are zero, real links carry normalised amplitude (RMS 1 per window)
+    pad = ~b.link_mask
+    assert np.all(b.amplitude[pad] == 0)
+    power = (b.amplitude**2).sum(axis=(1, 2, 3))
+    rms = np.sqrt(power / (b.link_mask.sum(1) * b.valid.sum(1) * 32))
+    assert np.allclose(rms, 1.0, atol=1e-3)
+    assert np.all(b.amplitude.transpose(0, 2, 1, 3)[~b.valid] == 0)  # lost packets are empty
+    assert 0.85 < b.valid.mean() < 1.0
+    # empty person slots are empty, people stand inside their rooms
+    assert np.all(b.activity[~b.person_mask] == -1) and np.all(b.activity[b.person_mask] >= 0)
+    hips = b.keypoints_m[:, :, 11]  # (N, P, 3)
+    size = b.room_size_m[:, None, :]
+    inside = (hips[..., :2] > 0) & (hips[..., :2] < size[..., :2])
+    assert inside[b.person_mask].all()
+    links = b.link_mask.sum(1)
+    assert set(links.tolist()) <= {1, 3, 6, 9}
+
+
+def test_people_and_activities_cover_the_classes(train_batch) -> None:  # type: ignore[no-untyped-def]
+    b = train_batch
+    counts = np.bincount(b.person_mask.sum(1), minlength=MAX_PERSONS + 1)
+    assert np.all(counts > 0)
+    assert counts[:3].sum() > counts[3:].sum()  # weighted towards 0-2 people
+    labels = np.bincount(b.activity[b.person_mask].astype(int), minlength=len(ACTIVITIES))
+    assert np.all(labels > 0)
+    assert b.falling.any(axis=1).mean() >= 0.10
+    assert np.all(b.activity[b.falling] == ACTIVITIES.index("fallen"))
+
+
+def test_training_layouts_are_a_finite_family() -> None:
+    family = train_layouts()
+    b = generate_batch("same-layout", 2, 60)
+    sizes = {tuple(s) for s in family.size_m.astype(np.float32).round(3)}
+    assert all(tuple(s) in sizes for s in b.room_size_m.round(3))
+
+
+def test_cross_layout_rooms_were_never_trained_on() -> None:
+    b = generate_batch("cross-layout", 0, 40)
+    for axis in (0, 1):
+        gap = np.abs(b.room_size_m[:, axis, None] - TRAIN_SIZES_M[None]).min(axis=1)
+        assert np.all(gap > 0.05)
+    gap = np.abs(b.room_size_m[:, 2, None] - TRAIN_HEIGHTS_M[None]).min(axis=1)
+    assert np.all(gap > 0.05)
+    assert set(b.hardware) <= {"esp32", "intel5300", "nexmon"}
+
+
+def test_cross_hardware_is_the_held_out_profile() -> None:
+    b = generate_batch("cross-hardware", 0, 12)
+    assert set(b.hardware) == {"atheros"}
+    assert np.all(b.link_mask.sum(1) == 9)
+    with pytest.raises(SimulationError):
+        generate_batch("train", 0, 4, hardware="atheros")
+    with pytest.raises(SimulationError):
+        generate_batch("nope", 0, 4)
+
+
+def test_exact_receiver_path_matches_the_fast_path_statistically() -> None:
+    fast = generate_batch("train", 9, 60, hardware="intel5300")
+    exact = generate_batch("train", 9, 60, hardware="intel5300", exact_receiver=True)
+    assert np.array_equal(fast.keypoints_m, exact.keypoints_m)  # same scenes
+
+    def used(b):  # type: ignore[no-untyped-def]
+        mask = b.link_mask[:, :, None, None] & b.valid[:, None, :, None]
+        return np.broadcast_to(mask, b.amplitude.shape)
+
+    qs = [0.1, 0.5, 0.9]
+    fast_amp, exact_amp = fast.amplitude[used(fast)], exact.amplitude[used(exact)]
+    assert np.quantile(fast_amp, qs) == pytest.approx(np.quantile(exact_amp, qs), abs=0.06)
+    fast_phase, exact_phase = fast.phase[used(fast)], exact.phase[used(exact)]
+    assert np.std(fast_phase) == pytest.approx(np.std(exact_phase), rel=0.25)
+
+
+def test_shards_round_trip(tmp_path: Path) -> None:
+    paths = write_shards("val", 5, 30, tmp_path, shard_size=12)
+    assert [p.name for p in paths] == ["val-5-00000.npz", "val-5-00001.npz", "val-5-00002.npz"]
+    loaded = load_shards(tmp_path)
+    assert len(loaded) == 30 and len(loaded.hardware) == 30
+    first = generate_batch("val", 5 * 100_003, 12)
+    n_links = first.amplitude.shape[1]
+    assert np.array_equal(loaded.amplitude[:12, :n_links], first.amplitude)
+    assert np.array_equal(loaded.keypoints_m[:12], first.keypoints_m)
