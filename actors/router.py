@@ -68,6 +68,7 @@ class RouterHost:
         self._latency_ms: deque[float] = deque(maxlen=512)
         self.last_seen_s: float | None = None
         self.last_error: str | None = None
+        self._bad_records_closed = 0  # from sources that ended or failed
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -115,6 +116,8 @@ class RouterHost:
             finally:
                 if self._source is not None:
                     self._source.close()
+                    self._bad_records_closed += self._source.bad_records
+                    self._source = None
             jitter = 1.0 + 0.2 * np.random.default_rng().random()
             await asyncio.sleep(backoff_s * jitter)
             backoff_s = min(backoff_s * 2, SOURCE_RETRY_MAX_S)
@@ -202,7 +205,8 @@ class RouterHost:
             "state": state,
             "packets_per_s": float(packets_1s),
             "drops": self.counters["windows_dropped"] + self.windower.frames_dropped,
-            "bad_records": self._source.bad_records if self._source is not None else 0,
+            "bad_records": self._bad_records_closed
+            + (self._source.bad_records if self._source is not None else 0),
             "last_seen": self.last_seen_s,
             "motion_score": round(float(self.motion.score), 4),
             "motion_present": bool(self.motion.present),
