@@ -20,6 +20,9 @@ from invispose.config import SiteConfig
 
 logger = logging.getLogger(__name__)
 
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}
+SHUTDOWN_S = 3.0
+
 
 def build_app(site: SiteConfig) -> Application:
     """PoseEstimator (batched, autoscaling) bound into the Gateway ingress."""
@@ -37,12 +40,18 @@ def build_app(site: SiteConfig) -> Application:
         # fill whole batches: @serve.batch caps at max_ongoing_requests
         max_ongoing_requests=max(4 * inference.max_batch_size, 64),
         ray_actor_options={"num_cpus": inference.num_cpus, "num_gpus": inference.num_gpus},
+        logging_config=QUIET,  # an access-log line per window costs more than it tells
+        graceful_shutdown_timeout_s=SHUTDOWN_S,
         user_config={
             "max_batch_size": inference.max_batch_size,
             "batch_wait_timeout_s": inference.batch_wait_timeout_s,
         },
     ).bind(str(site.model.checkpoint), site.model.device, inference.torch_threads)
-    gateway = Gateway.options(num_replicas=site.serve.gateway_replicas)
+    gateway = Gateway.options(
+        num_replicas=site.serve.gateway_replicas,
+        logging_config=QUIET,
+        graceful_shutdown_timeout_s=SHUTDOWN_S,  # open WebSockets would hold it 20 s
+    )
     return gateway.bind(site.model_dump(mode="json"), estimator)
 
 
@@ -74,23 +83,25 @@ def stop_system(supervisor: Any) -> None:
         ray.get(supervisor.stop.remote(), timeout=10)
     except Exception as exc:
         logger.warning("supervisor stop failed: %s", exc)
-    serve.delete(SERVE_APP, _blocking=True)
+    # routers first, so nothing calls the app while it is deleted
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor.get("namespace") == NAMESPACE:
             ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE), no_restart=True)
+    serve.delete(SERVE_APP, _blocking=True)
 
 
 def run_forever(site: SiteConfig, address: str | None) -> None:
     """`invispose up`: start, print the URLs, run until Ctrl-C or SIGTERM, clean up."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     ray.init(
         address=address or "local",
         namespace=NAMESPACE,
         include_dashboard=False,
         log_to_driver=False,
     )
+    # after ray.init, which installs handlers of its own
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         supervisor = start_system(site)
         base = f"http://{site.serve.host}:{site.serve.port}"

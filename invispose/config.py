@@ -58,6 +58,13 @@ class SimulatedSource(Strict):
     epoch_s: float | None = Field(
         None, description="Scene clock origin (wall time); the runtime sets it at start"
     )
+    loop_s: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="Simulate this many seconds once and replay them in a loop (cheap load "
+        "for benchmarks); unset: simulate continuously",
+    )
 
 
 class Esp32UdpSource(Strict):

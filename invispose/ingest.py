@@ -16,7 +16,7 @@ from invispose.config import (
 )
 from invispose.csi.base import CsiReader
 from invispose.csi.formats import make_reader
-from invispose.csi.replay import FileReplay
+from invispose.csi.replay import FileReplay, FrameReplay
 from invispose.csi.sources import SerialSource, UdpSource
 from invispose.errors import SourceError
 from invispose.schemas import CsiFrame
@@ -67,9 +67,9 @@ class DecodedStream:
 
 
 class ReplayStream:
-    """A capture file replayed in time."""
+    """Recorded frames (a capture file, or simulated once) replayed in time."""
 
-    def __init__(self, replay: FileReplay) -> None:
+    def __init__(self, replay: FrameReplay) -> None:
         self.replay = replay
 
     @property
@@ -110,6 +110,10 @@ def build_source(router: RouterConfig, space: SpaceConfig) -> FrameSource:
     if isinstance(src, SimulatedSource):
         from invispose.sim.live import SimulatedStream
 
-        stream: FrameSource = SimulatedStream.from_config(router, space)
+        simulated = SimulatedStream.from_config(router, space)
+        if src.loop_s is not None:  # simulate once, replay: load generation for benchmarks
+            frames = simulated.scene.frames(router.id, 0.0, src.loop_s)
+            return ReplayStream(FrameReplay(frames, router_id=router.id))
+        stream: FrameSource = simulated
         return stream
     raise SourceError(f"router {router.id}: unsupported source kind {router.kind!r}")

@@ -18,26 +18,24 @@ MAX_GAP_S = 1.0
 NOMINAL_RATE_HZ = 100.0  # a longer pause in the recording is shortened to this
 
 
-class FileReplay:
-    """Yields a capture's frames paced by their device timestamps, re-stamped as arriving now."""
+class FrameReplay:
+    """Yields recorded frames paced by their device timestamps, re-stamped as arriving now."""
 
     def __init__(
         self,
-        path: Path,
+        frames: list[CsiFrame],
         *,
         router_id: str,
-        fmt: str | None = None,
-        chipset: str | None = None,
         speed: float = 1.0,
         loop: bool = True,
+        bad_records: int = 0,
     ) -> None:
         if speed <= 0:
             raise SourceError(f"replay speed must be positive, got {speed}")
-        result = read_capture(path, fmt=fmt, chipset=chipset, router_id=router_id)
-        if not result.frames:
-            raise SourceError(f"{path}: no CSI frames to replay")
-        self.recorded = sorted(result.frames, key=lambda f: f.device_time_s)
-        self.bad_records = result.bad_records
+        if not frames:
+            raise SourceError("no CSI frames to replay")
+        self.recorded = sorted(frames, key=lambda f: f.device_time_s)
+        self.bad_records = bad_records
         device_s = np.array([f.device_time_s for f in self.recorded], dtype=np.float64)
         steps = np.clip(np.diff(device_s, prepend=device_s[0]), 0.0, MAX_GAP_S)  # (N,)
         if steps.sum() <= 0:  # no usable timestamps: pace at the nominal 100 Hz
@@ -76,6 +74,9 @@ class FileReplay:
             device_shift_s += float(last.device_time_s - first.device_time_s)
             device_shift_s += max(typical_step_s, 1e-3)
 
+    def close(self) -> None:
+        """Nothing to release: the frames are in memory."""
+
     def _restamp(self, frame: CsiFrame, arrival_s: float, shift_s: float) -> CsiFrame:
         return CsiFrame(
             router_id=self.router_id,
@@ -92,4 +93,31 @@ class FileReplay:
             chipset=frame.chipset,
             source_mac=frame.source_mac,
             agc_db=frame.agc_db,
+        )
+
+
+class FileReplay(FrameReplay):
+    """A capture file replayed in time (read whole at start)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        router_id: str,
+        fmt: str | None = None,
+        chipset: str | None = None,
+        speed: float = 1.0,
+        loop: bool = True,
+    ) -> None:
+        if speed <= 0:
+            raise SourceError(f"replay speed must be positive, got {speed}")
+        result = read_capture(path, fmt=fmt, chipset=chipset, router_id=router_id)
+        if not result.frames:
+            raise SourceError(f"{path}: no CSI frames to replay")
+        super().__init__(
+            result.frames,
+            router_id=router_id,
+            speed=speed,
+            loop=loop,
+            bad_records=result.bad_records,
         )
