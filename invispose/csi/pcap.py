@@ -225,6 +225,12 @@ class PcapStream:
                 break
             sec, frac, incl, orig = hdr.unpack_from(buf, pos)
             stop = pos + RECORD_HEADER_BYTES + incl
+            if incl == 0 and orig <= MAX_RECORD_BYTES and frac < self._frac_limit:
+                # an empty capture is legal pcap but carries no packet: one bad record,
+                # and its length still leads to the next header (no scan needed)
+                out.append(CsiParseError("empty pcap record", offset=self._base + pos))
+                self._pos = stop
+                continue
             if not self._plausible(frac, incl, orig):
                 reason = (
                     f"implausible pcap record header (incl_len {incl}, orig_len {orig}, "
