@@ -85,8 +85,12 @@ def stop_system(supervisor: Any) -> None:
         logger.warning("supervisor stop failed: %s", exc)
     # routers first, so nothing calls the app while it is deleted
     for actor in ray.util.list_named_actors(all_namespaces=True):
-        if actor.get("namespace") == NAMESPACE:
+        if actor.get("namespace") != NAMESPACE:
+            continue
+        try:  # actors owned by the supervisor die with it: some may be gone already
             ray.kill(ray.get_actor(actor["name"], namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            continue
     serve.delete(SERVE_APP, _blocking=True)
 
 
