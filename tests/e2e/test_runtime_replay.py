@@ -33,14 +33,71 @@ async def collect_pose_updates(port: int, n: int, timeout_s: float) -> list[dict
     async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
         hello = await ws.receive_json(timeout=timeout_s)
         assert hello["type"] == "connection" and hello["client_id"]
-        await ws.send_json({"type": "subscribe", "topic": "pose_updates",
-                            "filters": {"min_confidence": 0.0}})
+        await ws.send_json(
+            {"type": "subscribe", "topic": "pose_updates", "filters": {"min_confidence": 0.0}}
+        )
         deadline = time.monotonic() + timeout_s
         while len(got) < n and time.monotonic() < deadline:
             msg = await ws.receive_json(timeout=deadline - time.monotonic())
             if msg["type"] == "pose_update":
                 got.append(msg)
     return got
+
+
+async def check_rest_endpoints(port: int) -> None:
+    """Every seed REST resource answers in its shape; bad parameters are rejected."""
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as s:
+
+        async def get(path: str, want: int = 200) -> Any:
+            async with s.get(base + path) as resp:
+                assert resp.status == want, (path, resp.status, await resp.text())
+                return await resp.json() if "json" in resp.content_type else await resp.text()
+
+        status = await get("/api/v1/system/status")
+        assert set(status) >= {
+            "status",
+            "uptime_seconds",
+            "active_routers",
+            "total_persons_tracked",
+            "current_fps",
+            "average_latency_ms",
+            "memory_usage_mb",
+            "gpu_usage_percent",
+        }
+        assert status["active_routers"] == 3
+        health = await get("/api/v1/system/health")
+        assert health["status"] == "healthy" and "store" in health["components"]
+        router = await get("/api/v1/system/routers/intel")
+        assert {
+            "state",
+            "packets_per_s",
+            "drops",
+            "bad_records",
+            "last_seen",
+            "motion_score",
+        } <= set(router)
+        await get("/api/v1/system/routers/nope", 404)
+        perf = await get("/api/v1/system/performance")
+        assert {"fps", "end_to_end_ms", "batch", "drops"} <= set(perf)
+        zones = await get("/api/v1/pose/zones")
+        assert {z["zone_id"] for z in zones} == {"sofa", "door"}
+        assert (await get("/api/v1/pose/zones/sofa"))["name"] == "Sofa"
+        await get("/api/v1/pose/zones/attic", 404)
+        persons = await get("/api/v1/pose/persons")
+        for person in persons[:1]:
+            detail = await get(f"/api/v1/pose/persons/{person['person_id']}?include_history=true")
+            assert {"first_seen", "last_seen", "average_confidence", "movement_history"} <= set(
+                detail
+            )
+        await get("/api/v1/pose/persons/person_999999", 404)
+        await get(
+            "/api/v1/pose/history?start_time=2026-01-01T00:00:00&end_time=2026-01-02T00:00:00"
+            "&limit=5000",
+            422,
+        )
+        await get("/api/v1/pose/current?min_confidence=7", 422)
+        assert "/api/v1/pose/current" in (await get("/openapi.json"))["paths"]
 
 
 def test_real_captures_replay_to_websocket_and_history(
@@ -69,10 +126,11 @@ def test_real_captures_replay_to_websocket_and_history(
             async with aiohttp.ClientSession() as s:
                 current = await (await s.get(f"{base}/pose/current?min_confidence=0")).json()
                 routers_resp = await (await s.get(f"{base}/system/routers")).json()
-                params = {"start_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)),
-                          "end_time": time.strftime("%Y-%m-%dT%H:%M:%S",
-                                                    time.gmtime(time.time() + 5)),
-                          "limit": "1000"}
+                params = {
+                    "start_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started)),
+                    "end_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 5)),
+                    "limit": "1000",
+                }
                 history = await s.get(f"{base}/pose/history", params=params)
                 return current, routers_resp, history.status, await history.json()
 
@@ -85,5 +143,6 @@ def test_real_captures_replay_to_websocket_and_history(
             assert r["source_errors"] == 0, r
         assert status == 200 and len(history) > 0
         assert json.dumps(history[0])  # serialisable in the seed shape
+        asyncio.run(check_rest_endpoints(ray_cluster))
     finally:
         stop_system(supervisor)
