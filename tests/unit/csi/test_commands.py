@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,42 @@ def test_motion_plot_of_real_captures(
     assert summary["los_100.dat"]["score_max"] > summary["los_100.dat"]["threshold"]
     assert summary["example_4358.pcap"]["frames"] == 1
     assert main(["csi", "motion", paths[0], "--chipset", "nochip"]) == 1
+
+
+def test_record_esp32_serial_from_a_pseudo_terminal(shared_data: Path, tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from invispose.csi.sources import SerialSource
+
+    lines = [
+        ln + b"\n"
+        for ln in (shared_data / "esp32/example_data.csv").read_bytes().splitlines()
+        if ln.startswith(b"CSI_DATA")
+    ]
+    master, slave = os.openpty()
+    device = os.ttyname(slave)
+
+    def write_lines() -> None:
+        time.sleep(0.5)  # let the recorder open the port
+        for line in lines:
+            os.write(master, line)
+            time.sleep(0.002)
+
+    writer_thread = threading.Thread(target=write_lines, daemon=True)
+    writer_thread.start()
+    out = tmp_path / "serial.csv"
+    capture = CaptureWriter(out, "esp32")
+    try:
+        stats = asyncio.run(
+            record(
+                SerialSource(device, 115_200), capture, duration_s=20.0, max_frames=len(lines) - 1
+            )
+        )
+    finally:
+        capture.close()
+        writer_thread.join()
+        os.close(master)
+        os.close(slave)
+    assert stats["frames"] >= len(lines) - 1 and stats["bad_records"] == 0
+    assert len(read_capture(out).frames) >= len(lines) - 1
