@@ -28,11 +28,9 @@ class BusHost:
 
     async def publish_pose_and_events(self, pose: Message | None, events: list[Message]) -> None:
         """One call per tracker step: its stored events first, then its frame."""
-        for event in events:
-            self.fanout.publish(EVENT_TOPIC, event)
+        await self.publish(EVENT_TOPIC, events)
         if pose is not None:
-            self.latest[str(pose.get("space_id"))] = pose
-            self.fanout.publish(POSE_TOPIC, pose)
+            await self.publish(POSE_TOPIC, [pose])
 
     async def subscribe(self, topics: list[str] | None = None) -> AsyncIterator[list[Message]]:
         """Batches of messages as they come; [] as a heartbeat when idle."""

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from ray import serve
 
+from actors.common import GATEWAY_DEPLOYMENT
 from deployments.api import pose, stream, system
 from deployments.api.state import GatewayState, install
 from invispose import __version__
@@ -41,7 +42,9 @@ async def landing() -> str:
     return LANDING
 
 
-@serve.deployment(name="Gateway", max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0})
+@serve.deployment(
+    name=GATEWAY_DEPLOYMENT, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0}
+)
 @serve.ingress(app)
 class Gateway:
     """Holds the replica's GatewayState; the routes live in deployments/api/."""

@@ -13,6 +13,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from actors.common import ESTIMATOR_DEPLOYMENT
 from invispose.model.checkpoint import load_model
 from invispose.schemas import CsiWindow, Detection
 
@@ -28,7 +29,7 @@ class EstimatorOptions(BaseModel):
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="Wait to fill a batch")
 
 
-@serve.deployment(name="PoseEstimator", max_ongoing_requests=128)
+@serve.deployment(name=ESTIMATOR_DEPLOYMENT, max_ongoing_requests=128)
 class PoseEstimator:
     """Loads a checkpoint once; ``__call__`` takes one window and returns its Detection."""
 

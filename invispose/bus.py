@@ -16,8 +16,7 @@ from typing import Any
 
 POSE_TOPIC = "pose"
 EVENT_TOPIC = "events"
-STATUS_TOPIC = "status"
-TOPICS = frozenset({POSE_TOPIC, EVENT_TOPIC, STATUS_TOPIC})
+TOPICS = frozenset({POSE_TOPIC, EVENT_TOPIC})
 
 Message = dict[str, Any]
 
@@ -43,8 +42,13 @@ class Subscription:
         while self.events and len(out) < max_items:
             out.append(self.events.popleft())
         if self.missed_from_event_id is not None and not self.events and len(out) < max_items:
-            out.append({"topic": EVENT_TOPIC, "type": "events_missed",
-                        "first_missed_id": self.missed_from_event_id})
+            out.append(
+                {
+                    "topic": EVENT_TOPIC,
+                    "type": "events_missed",
+                    "first_missed_id": self.missed_from_event_id,
+                }
+            )
             self.missed_from_event_id = None
         while self.poses and len(out) < max_items:
             out.append(self.poses.popleft())

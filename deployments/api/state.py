@@ -14,7 +14,7 @@ import numpy as np
 import ray
 
 from actors.common import BUS_NAME, NAMESPACE, STORE_NAME, SUPERVISOR_NAME
-from invispose.bus import EVENT_TOPIC, POSE_TOPIC, STATUS_TOPIC
+from invispose.bus import EVENT_TOPIC, POSE_TOPIC
 from invispose.config import SiteConfig
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class GatewayState:
         while True:
             gen = None
             try:
-                gen = self.bus.subscribe.remote([POSE_TOPIC, EVENT_TOPIC, STATUS_TOPIC])
+                gen = self.bus.subscribe.remote([POSE_TOPIC, EVENT_TOPIC])
                 async for ref in gen:
                     batch = await ref
                     backoff_s = 0.1

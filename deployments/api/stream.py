@@ -97,8 +97,7 @@ class ClientSession:
         if self.max_fps and now - self._last_pose_s < 1.0 / self.max_fps:
             return
         self._last_pose_s = now
-        key = (
-            id(message),
+        key = (  # the cache lives for one bus message, so equal filters share one JSON text
             filters.get("zone_id"),
             filters.get("min_confidence"),
             filters.get("person_id"),

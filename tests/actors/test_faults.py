@@ -168,3 +168,25 @@ def test_killed_tracker_keeps_person_ids(ray_cluster: int, tmp_path: Path) -> No
     finally:
         for actor in (tracker, store, bus):
             ray.kill(actor, no_restart=True)
+
+
+def test_routers_stop_and_start_at_runtime(system: Any, shared_data: Path) -> None:
+    import ray
+
+    wait_for(lambda: router_state(system) == "connected", 60, "the replay router")
+    assert ray.get(system.remove_router.remote("replay")) is True
+    assert ray.get(system.routers_status.remote()) == []
+    added = {
+        "id": "replay2",
+        "space": "living_room",
+        "kind": "file",
+        "source": {"path": str(shared_data / "intel5300/los_100.dat")},
+        "tx_positions_m": [[0.3, 0.2, 1.5]],
+        "rx_positions_m": [[5.7, 4.8, 1.2], [5.67, 4.8, 1.2], [5.64, 4.8, 1.2]],
+    }
+    assert ray.get(system.add_router.remote(added)) is True
+    wait_for(lambda: router_state(system) == "connected", 60, "the added router")
+    status = ray.get(system.routers_status.remote())
+    assert [s["id"] for s in status] == ["replay2"] and status[0]["packets"] > 0
+    with pytest.raises(ray.exceptions.RayTaskError, match="already runs"):
+        ray.get(system.add_router.remote(added))
