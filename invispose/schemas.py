@@ -80,7 +80,8 @@ class CsiWindow:
     """The model's input: one router's recent CSI on the canonical grid.
 
     L links (tx antenna × rx antenna), T time steps on a uniform grid, S canonical
-    subcarriers. Amplitude is normalised against AGC; phase is sanitized.
+    subcarriers. Amplitude is normalised against AGC; phase is sanitized per link;
+    relative phase keeps what differs between antennas (where a moving body is seen from).
     """
 
     router_id: str
@@ -88,6 +89,10 @@ class CsiWindow:
     t_end_s: float  # arrival wall time of the newest packet in the window
     amplitude: FloatArray  # float32 (L, T, S)
     phase: FloatArray  # float32 (L, T, S), radians after sanitization
+    # float32 (L, T, S) radians: phase against the router's first link (common offsets and
+    # timing slope cancel, antenna geometry stays), minus its window mean per link and
+    # subcarrier (what is left is how people moved it); zero for a one-link router
+    rel_phase: FloatArray
     valid: BoolArray  # bool (T,) False where the time grid had no packet (gap)
     tx_pos_m: FloatArray  # float32 (L, 3) transmit antenna position, room metres
     rx_pos_m: FloatArray  # float32 (L, 3) receive antenna position, room metres
@@ -127,6 +132,7 @@ class WindowBatch:
 
     amplitude: FloatArray  # float32 (N, L, T, S)
     phase: FloatArray  # float32 (N, L, T, S)
+    rel_phase: FloatArray  # float32 (N, L, T, S), as CsiWindow.rel_phase
     valid: BoolArray  # bool (N, T) time steps that held a packet
     link_mask: BoolArray  # bool (N, L) real links (False = padding)
     tx_pos_m: FloatArray  # float32 (N, L, 3)

@@ -1,10 +1,13 @@
-"""Model windows: CSI packets to per-link amplitude and sanitized phase on the canonical grid.
+"""Model windows: CSI packets to per-link amplitude and phases on the canonical grid.
+
+Per link, a window holds amplitude, sanitized phase and relative phase (against link 0).
 
 ``window_arrays`` is the array transform (shared with the simulator, which calls it on
 large batches); ``Windower`` is one router's ring buffer that turns a stream of
 ``CsiFrame``s into ``CsiWindow``s.
 
-Links are ordered tx-major: link ``l = tx * n_rx + rx``.
+Links are ordered tx-major: link ``l = tx * n_rx + rx``. Relative phase is zero on
+link 0, so a one-link router has none.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from invispose.csi.grid import N_CANONICAL, _derotated_canonical, _positions, kept_mask
-from invispose.csi.sanitize import normalize_window_amplitude, sanitize_phase
+from invispose.csi.sanitize import (
+    center_relative_phase,
+    normalize_window_amplitude,
+    relative_phase,
+    sanitize_phase,
+)
 from invispose.csi.timegrid import nearest_indices, time_grid
 from invispose.schemas import ComplexArray, CsiFrame, CsiWindow, FloatArray
 
@@ -31,25 +39,32 @@ def window_arrays(
     subcarriers: npt.ArrayLike,
     bandwidth_mhz: int,
     n_out: int = N_CANONICAL,
-) -> tuple[FloatArray, FloatArray]:
-    """Amplitude and sanitized phase per link on the canonical grid.
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Amplitude, sanitized phase and relative phase per link on the canonical grid.
 
-    ``csi`` is complex (..., T, n_tx, n_rx, n_sub). Returns (amplitude, phase), each
-    float32 (..., L, T, n_out) with L = n_tx * n_rx in tx-major order. Amplitude is
-    normalised per window over links, packets and subcarriers; phase has its per-packet, per-link
-    line removed. The bulk phase slope is taken out at the hardware's own subcarrier
-    spacing before resampling, so steep timing slopes cannot alias on the coarser grid.
+    ``csi`` is complex (..., T, n_tx, n_rx, n_sub). Returns (amplitude, phase, rel_phase),
+    each float32 (..., L, T, n_out) with L = n_tx * n_rx in tx-major order. Amplitude is
+    normalised per window over links, packets and subcarriers; phase has its per-packet,
+    per-link line removed. The bulk phase slope is taken out at the hardware's own
+    subcarrier spacing before resampling, so steep timing slopes cannot alias on the
+    coarser grid. Relative phase is each link's phase against link 0, minus its circular
+    mean over the window per link and subcarrier (``center_relative_phase``); packets
+    whose CSI is all zero (the simulator's missing packets) are left out of that mean and
+    come out zero.
     """
     values = np.asarray(csi)  # (..., T, n_tx, n_rx, n_sub)
     if values.ndim < 4:
         raise ValueError(f"csi needs shape (..., T, n_tx, n_rx, n_sub), got {values.shape}")
     *lead, n_t, n_tx, n_rx, n_sub = values.shape
     links = values.reshape(*lead, n_t, n_tx * n_rx, n_sub)  # (..., T, L, n_sub) tx-major
-    amplitude, phase = packet_arrays(links, subcarriers, bandwidth_mhz, n_out)  # (..., T, L, S)
+    # (..., T, L, S) each
+    amplitude, phase, rel_phase = packet_arrays(links, subcarriers, bandwidth_mhz, n_out)
+    valid = np.any(values != 0, axis=(-3, -2, -1))  # (..., T) packets that arrived
     # (..., T, L, S) -> (..., L, T, S)
     amplitude = normalize_window_amplitude(np.swapaxes(amplitude, -3, -2))  # (..., L, T, S)
     phase = np.ascontiguousarray(np.swapaxes(phase, -3, -2))
-    return amplitude, phase
+    rel_phase = center_relative_phase(np.swapaxes(rel_phase, -3, -2), valid)  # (..., L, T, S)
+    return amplitude, phase, rel_phase
 
 
 def packet_arrays(
@@ -58,16 +73,18 @@ def packet_arrays(
     bandwidth_mhz: int,
     n_out: int = N_CANONICAL,
     keep: npt.NDArray[np.bool_] | None = None,
-) -> tuple[FloatArray, FloatArray]:
-    """Per-packet amplitude and sanitized phase: links (..., L, n_sub) -> 2 x (..., L, n_out).
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per-packet amplitude, phase, relative phase: links (..., L, n_sub) -> 3 x (..., L, n_out).
 
     The per-packet core of ``window_arrays``; ``keep`` (n_sub,) fixes the kept
-    subcarriers (default: decided from this batch, see ``grid.kept_mask``).
+    subcarriers (default: decided from this batch, see ``grid.kept_mask``). Amplitude is
+    raw (normalised per window) and relative phase uncentred (centred per window).
     """
     canon, _, _ = _derotated_canonical(links, subcarriers, bandwidth_mhz, n_out, keep)
     amplitude = np.abs(canon).astype(np.float32)  # (..., L, S) raw; normalised per window
     phase = sanitize_phase(canon, _positions(n_out))  # (..., L, S)
-    return amplitude, phase
+    rel_phase = relative_phase(canon)  # (..., L, S) against link 0; centred per window
+    return amplitude, phase, rel_phase
 
 
 def link_positions(
@@ -101,17 +118,19 @@ def carrier_from_channel(channel: int | None) -> float | None:
 class _Ring:
     """Preallocated packets of one layout: CSI, times, and each packet's processed arrays.
 
-    A packet is processed (canonical grid, normalised amplitude, sanitized phase) the
-    first time a window needs it and kept: consecutive windows share most packets. The
-    kept subcarriers (``grid.kept_mask``) are decided from the newest packets, again
-    after 2, 4, 8 ... packets and then once per window's worth of new packets, so a
-    source whose occupied band changes (Nexmon hearing 20 and 80 MHz frames) follows it.
+    A packet is processed (canonical grid, raw amplitude, sanitized and uncentred
+    relative phase) the first time a window needs it and kept: consecutive windows share
+    most packets; normalising and centring are per window. The kept subcarriers
+    (``grid.kept_mask``) are decided from the newest packets, again after 2, 4, 8 ...
+    packets and then once per window's worth of new packets, so a source whose occupied
+    band changes (Nexmon hearing 20 and 80 MHz frames) follows it.
     """
 
     csi: ComplexArray  # complex64 (capacity, n_tx, n_rx, n_sub)
     device_s: npt.NDArray[np.float64]  # (capacity,) NaN where empty
     amplitude: FloatArray  # float32 (capacity, L, S) valid where ``done``
     phase: FloatArray  # float32 (capacity, L, S)
+    rel_phase: FloatArray  # float32 (capacity, L, S) uncentred
     done: npt.NDArray[np.bool_]  # (capacity,) slot processed with the current ``keep``
     subcarriers: npt.NDArray[np.int16]  # (n_sub,)
     bandwidth_mhz: int
@@ -129,6 +148,7 @@ class _Ring:
             device_s=np.full(capacity, np.nan),
             amplitude=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
             phase=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
+            rel_phase=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
             done=np.zeros(capacity, dtype=bool),
             subcarriers=np.asarray(frame.subcarriers, dtype=np.int16).copy(),
             bandwidth_mhz=frame.bandwidth_mhz,
@@ -152,7 +172,7 @@ class _Ring:
         self.keep_at = self.pushed = self.head = self.count = 0
 
     def process(self, slots: npt.NDArray[np.intp], window_samples: int) -> None:
-        """Make sure ``slots`` (n,) hold processed amplitude and phase."""
+        """Make sure ``slots`` (n,) hold processed amplitude, phase and relative phase."""
         since = self.pushed - self.keep_at
         if self.keep is None or since >= max(1, min(self.keep_at, window_samples)):
             # a changed decision invalidates what was processed with the old one
@@ -168,11 +188,12 @@ class _Ring:
             return
         n_tx, n_rx, n_sub = self.csi.shape[1:]
         links = self.csi[todo].reshape(todo.size, n_tx * n_rx, n_sub)  # (m, L, n_sub)
-        amplitude, phase = packet_arrays(
+        amplitude, phase, rel_phase = packet_arrays(
             links, self.subcarriers, self.bandwidth_mhz, self.amplitude.shape[-1], self.keep
         )  # (m, L, S) each
         self.amplitude[todo] = amplitude
         self.phase[todo] = phase
+        self.rel_phase[todo] = rel_phase
         self.done[todo] = True
 
 
@@ -292,10 +313,13 @@ class Windower:
         # (T, L, S) gathered per grid point, zero where no packet, then (L, T, S)
         amplitude = ring.amplitude[index]
         phase = ring.phase[index]
+        rel_phase = ring.rel_phase[index]
         amplitude[~valid] = 0.0
         phase[~valid] = 0.0
         amplitude = normalize_window_amplitude(amplitude.transpose(1, 0, 2))  # (L, T, S)
         phase = np.ascontiguousarray(phase.transpose(1, 0, 2))
+        # centring leaves invalid points out of the mean and sets them to zero
+        rel_phase = center_relative_phase(rel_phase.transpose(1, 0, 2), valid)  # (L, T, S)
         n_tx, n_rx = ring.csi.shape[1], ring.csi.shape[2]
         tx, rx = link_positions(self.tx_pos_m[:n_tx], self.rx_pos_m[:n_rx])  # (L, 3) each
         carrier_hz = self.carrier_hz or carrier_from_channel(self._newest_channel)
@@ -305,6 +329,7 @@ class Windower:
             t_end_s=self._newest_arrival_s,
             amplitude=amplitude,
             phase=phase,
+            rel_phase=rel_phase,
             valid=valid,
             tx_pos_m=tx,
             rx_pos_m=rx,

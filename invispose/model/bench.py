@@ -28,6 +28,7 @@ def synthetic_inputs(
     return ModelInputs(
         amplitude=torch.rand(shape, generator=gen) + 0.5,  # (B, L, T, S)
         phase=torch.randn(shape, generator=gen) * 0.3,  # (B, L, T, S)
+        rel_phase=torch.randn(shape, generator=gen) * 0.05,  # (B, L, T, S)
         valid=torch.ones(batch_size, window_samples, dtype=torch.bool),  # (B, T)
         link_mask=torch.ones(batch_size, n_links, dtype=torch.bool),  # (B, L)
         tx_pos_m=torch.rand(batch_size, n_links, 3, generator=gen) * room,  # (B, L, 3)

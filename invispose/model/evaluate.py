@@ -110,6 +110,7 @@ def take(batch: WindowBatch, idx: np.ndarray) -> WindowBatch:
     return WindowBatch(
         amplitude=batch.amplitude[idx],
         phase=batch.phase[idx],
+        rel_phase=batch.rel_phase[idx],
         valid=batch.valid[idx],
         link_mask=batch.link_mask[idx],
         tx_pos_m=batch.tx_pos_m[idx],

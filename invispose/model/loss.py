@@ -29,9 +29,13 @@ class LossWeights:
     confidence: float = 0.5
     fall: float = 0.5
     activity: float = 0.5
-    # matching cost = match_keypoints · mean |Δ| (m) − match_presence · p(presence)
+    # matching cost = match_keypoints · mean |Δ| (m) − match_presence · p(presence).
+    # Presence outweighs a metre of keypoint error: while the model cannot yet tell where
+    # a person is, the slot that says "someone is here" still gets matched, so one slot
+    # commits to each person and presence learns to count (with 0.5 the nearest slot
+    # wins, each of K slots is right ~1/K of the time and presence never passes 0.5).
     match_keypoints: float = 1.0
-    match_presence: float = 0.5
+    match_presence: float = 2.0
     # confidence target exp(−error / conf_sigma_m): 1 at a perfect joint, 1/e at this error
     conf_sigma_m: float = 0.1
 

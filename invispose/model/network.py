@@ -31,6 +31,11 @@ from invispose.schemas import (
 ROOM_SCALE_M = 5.0
 #: the smallest room edge the model accepts; guards the division by room size
 MIN_ROOM_EDGE_M = 0.5
+#: scale of what moves within a window (receiver noise alone is ~0.03 in amplitude and
+#: radians): × 10 brings it to the static pattern's size
+MOTION_GAIN = 10.0
+#: bound on the scaled moving part, so a phase that wraps at a deep fade cannot dominate
+MOTION_CLIP = 8.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class ModelInputs:
 
     amplitude: Tensor  # (B, L, T, S) float32
     phase: Tensor  # (B, L, T, S) float32, sanitized radians
+    rel_phase: Tensor  # (B, L, T, S) float32, radians against link 0, window mean removed
     valid: Tensor  # (B, T) bool, time steps that held a packet
     link_mask: Tensor  # (B, L) bool, real links
     tx_pos_m: Tensor  # (B, L, 3) float32
@@ -101,6 +107,7 @@ def inputs_from_batch(batch: WindowBatch, device: torch.device | str = "cpu") ->
     return ModelInputs(
         amplitude=torch.from_numpy(np.ascontiguousarray(batch.amplitude, np.float32)),
         phase=torch.from_numpy(np.ascontiguousarray(batch.phase, np.float32)),
+        rel_phase=torch.from_numpy(np.ascontiguousarray(batch.rel_phase, np.float32)),
         valid=torch.from_numpy(np.asarray(batch.valid, bool)),
         link_mask=torch.from_numpy(np.asarray(batch.link_mask, bool)),
         tx_pos_m=torch.from_numpy(np.ascontiguousarray(batch.tx_pos_m, np.float32)),
@@ -122,6 +129,7 @@ def inputs_from_windows(
     n = len(windows)
     amplitude = np.zeros((n, n_links, n_time, n_sub), np.float32)  # (B, L, T, S)
     phase = np.zeros_like(amplitude)  # (B, L, T, S)
+    rel_phase = np.zeros_like(amplitude)  # (B, L, T, S)
     valid = np.zeros((n, n_time), bool)  # (B, T)
     link_mask = np.zeros((n, n_links), bool)  # (B, L)
     tx = np.zeros((n, n_links, 3), np.float32)  # (B, L, 3)
@@ -129,7 +137,9 @@ def inputs_from_windows(
     room = np.zeros((n, 3), np.float32)  # (B, 3)
     for i, w in enumerate(windows):
         links = w.n_links
-        shape_ok = w.amplitude.shape[1:] == (n_time, n_sub) and w.phase.shape == w.amplitude.shape
+        shape_ok = w.amplitude.shape[1:] == (n_time, n_sub) and (
+            w.phase.shape == w.rel_phase.shape == w.amplitude.shape
+        )
         if links < 1 or not shape_ok:
             raise ModelError(
                 f"window {i} of router {w.router_id!r} has shape {w.amplitude.shape}, "
@@ -142,14 +152,14 @@ def inputs_from_windows(
             )
         amplitude[i, :links] = w.amplitude
         phase[i, :links] = w.phase
+        rel_phase[i, :links] = w.rel_phase
         valid[i] = w.valid
         link_mask[i, :links] = True
         tx[i, :links] = w.tx_pos_m
         rx[i, :links] = w.rx_pos_m
         room[i] = w.room_size_m
-    batch = ModelInputs(
-        *(torch.from_numpy(a) for a in (amplitude, phase, valid, link_mask, tx, rx, room))
-    )
+    arrays = (amplitude, phase, rel_phase, valid, link_mask, tx, rx, room)
+    batch = ModelInputs(*(torch.from_numpy(a) for a in arrays))
     return batch.to(device)
 
 
@@ -165,12 +175,20 @@ class PoseOutput:
 
 
 class LinkEncoder(nn.Module):
-    """One link's time × subcarrier block → one feature vector (same weights for all links)."""
+    """One link's time × subcarrier block → one feature vector (same weights for all links).
+
+    People show up as small changes over time on top of a large static pattern (walls,
+    furniture, the hardware's ripple): a few per cent of amplitude, a few hundredths of a
+    radian. So each input is split into its window mean (the static pattern) and what
+    moves around it, and the moving part is scaled up to the static part's size before
+    anything is learned from it.
+    """
 
     def __init__(self, n_subcarriers: int, d_link: int, d_model: int) -> None:
         super().__init__()
-        # amplitude and phase of every subcarrier plus the valid flag, per time step
-        self.project = nn.Linear(2 * n_subcarriers + 1, d_link)
+        # per time step: static and moving amplitude, static and moving phase, relative
+        # phase (already only moving), for every subcarrier, plus the valid flag
+        self.project = nn.Linear(5 * n_subcarriers + 1, d_link)
         # strided temporal convs: 64 → 32 → 16 → 8 steps; motion (Doppler) lives along time
         self.convs = nn.ModuleList(
             [nn.Conv1d(d_link, d_link, kernel_size=5, stride=2, padding=2) for _ in range(3)]
@@ -180,25 +198,42 @@ class LinkEncoder(nn.Module):
         # mean and max summarise the window, the last step is the moment we predict
         self.out = nn.Linear(3 * d_link, d_model)
 
-    def forward(self, amplitude: Tensor, phase: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-        """Features (B, L, D) and per-link log gain (B, L)."""
-        b, n_links, n_time, _ = amplitude.shape
+    def forward(
+        self, amplitude: Tensor, phase: Tensor, rel_phase: Tensor, valid: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Features (B, L, D) and per-link log gain and log motion level (B, L, 2)."""
+        b, n_links, n_time, n_sub = amplitude.shape
         v = valid.to(amplitude.dtype)[:, None, :, None]  # (B, 1, T, 1)
+        steps = v.sum(dim=2, keepdim=True).clamp(min=1.0)  # (B, 1, 1, 1)
         # Amplitude scale varies with AGC and path loss: divide it out, keep it as a feature.
-        n_valid = (v.sum(dim=2, keepdim=True) * amplitude.shape[-1]).clamp(min=1.0)
-        gain = (amplitude * v).sum(dim=(2, 3), keepdim=True) / n_valid  # (B, L, 1, 1)
-        amp_rel = amplitude / (gain + 1e-6) - 1.0  # (B, L, T, S)
+        gain = (amplitude * v).sum(dim=(2, 3), keepdim=True) / (steps * n_sub)  # (B, L, 1, 1)
+        amp = amplitude / (gain + 1e-6)  # (B, L, T, S) around 1
+
+        def split(x: Tensor) -> tuple[Tensor, Tensor]:  # (B, L, T, S) -> static, moving
+            static = (x * v).sum(dim=2, keepdim=True) / steps  # (B, L, 1, S)
+            moving = ((x - static) * v * MOTION_GAIN).clamp(-MOTION_CLIP, MOTION_CLIP)
+            return static.expand_as(x) * v, moving
+
+        amp_static, amp_moving = split(amp)
+        phase_static, phase_moving = split(phase)
+        rel = (rel_phase * v * MOTION_GAIN).clamp(-MOTION_CLIP, MOTION_CLIP)
         x = torch.cat(
-            [amp_rel * v, phase * v, v.expand(b, n_links, n_time, 1)], dim=-1
-        )  # (B, L, T, 2S+1)
+            [amp_static - v, amp_moving, phase_static, phase_moving, rel,
+             v.expand(b, n_links, n_time, 1)],
+            dim=-1,
+        )  # (B, L, T, 5S+1)
         h = F.gelu(self.project(x))  # (B, L, T, C)
         h = h.reshape(b * n_links, n_time, -1).transpose(1, 2)  # (B·L, C, T)
         for conv, norm in zip(self.convs, self.norms, strict=True):
             h = F.gelu(norm(conv(h)))  # (B·L, C, T/2 per layer)
         pooled = torch.cat([h.mean(-1), h.amax(-1), h[..., -1]], dim=-1)  # (B·L, 3C)
         feats = self.out(pooled).reshape(b, n_links, -1)  # (B, L, D)
-        log_gain = torch.log(gain.reshape(b, n_links) + 1e-6)  # (B, L)
-        return feats, log_gain
+        # how strong the link is, and how much of it moves (more people, nearer people)
+        motion = (amp_moving.square().sum(dim=(2, 3)) / (steps[..., 0, 0] * n_sub)).sqrt()
+        levels = torch.stack(
+            [torch.log(gain.reshape(b, n_links) + 1e-6), torch.log(motion + 1e-3)], dim=-1
+        )  # (B, L, 2)
+        return feats, levels
 
 
 class Attention(nn.Module):
@@ -264,9 +299,10 @@ class PoseNet(nn.Module):
         self.cfg = cfg = cfg or PoseNetConfig()
         d = cfg.d_model
         self.link_encoder = LinkEncoder(cfg.n_subcarriers, cfg.d_link, d)
-        # tx/room, rx/room, (rx−tx)/room, room/ROOM_SCALE, log gain: where the link is and
-        # how strong it is. Geometry is what lets the model work in unseen rooms.
-        self.geometry = nn.Sequential(nn.Linear(13, d), nn.GELU(), nn.Linear(d, d))
+        # tx/room, rx/room, (rx−tx)/room, room/ROOM_SCALE, log gain and log motion level:
+        # where the link is, how strong it is, how much moves on it. Geometry is what lets
+        # the model work in unseen rooms.
+        self.geometry = nn.Sequential(nn.Linear(14, d), nn.GELU(), nn.Linear(d, d))
         self.link_blocks = nn.ModuleList(
             [Block(cfg, cross=False) for _ in range(cfg.n_link_layers)]
         )
@@ -292,7 +328,8 @@ class PoseNet(nn.Module):
         """Predict K person slots per window."""
         b, n_links = x.link_mask.shape
         room = x.room_size_m.clamp(min=MIN_ROOM_EDGE_M)  # (B, 3)
-        feats, log_gain = self.link_encoder(x.amplitude, x.phase, x.valid)  # (B, L, D), (B, L)
+        feats, levels = self.link_encoder(x.amplitude, x.phase, x.rel_phase, x.valid)
+        # feats (B, L, D), levels (B, L, 2)
         room_l = room[:, None, :].expand(b, n_links, 3)  # (B, L, 3)
         geom = torch.cat(
             [
@@ -300,10 +337,10 @@ class PoseNet(nn.Module):
                 x.rx_pos_m / room_l,
                 (x.rx_pos_m - x.tx_pos_m) / room_l,
                 room_l / ROOM_SCALE_M,
-                log_gain[..., None],
+                levels,
             ],
             dim=-1,
-        )  # (B, L, 13)
+        )  # (B, L, 14)
         tokens = feats + self.geometry(geom)  # (B, L, D)
         # Padded links carry zeros; keep them exactly zero so they stay inert everywhere.
         tokens = tokens * x.link_mask[..., None].to(tokens.dtype)  # (B, L, D)

@@ -176,6 +176,7 @@ def generate_batch(
     batch = WindowBatch(
         amplitude=np.zeros((n, n_links, n_t, s_out), np.float32),
         phase=np.zeros((n, n_links, n_t, s_out), np.float32),
+        rel_phase=np.zeros((n, n_links, n_t, s_out), np.float32),
         valid=np.zeros((n, n_t), bool),
         link_mask=np.zeros((n, n_links), bool),
         tx_pos_m=np.zeros((n, n_links, 3), np.float32),
@@ -230,6 +231,7 @@ def _fill(
     n_l = profile.n_links
     batch.amplitude[idx, :n_l] = sim.amplitude
     batch.phase[idx, :n_l] = sim.phase
+    batch.rel_phase[idx, :n_l] = sim.rel_phase
     batch.valid[idx] = sim.valid
     batch.link_mask[idx, :n_l] = sim.link_mask
     batch.tx_pos_m[idx, :n_l] = sim.tx_m
@@ -250,8 +252,10 @@ def _fill(
 
 # --- shards --------------------------------------------------------------------------
 
-ARRAY_FIELDS = ("amplitude", "phase", "valid", "link_mask", "tx_pos_m", "rx_pos_m", "room_size_m",
-           "keypoints_m", "person_mask", "activity", "falling")
+ARRAY_FIELDS = ("amplitude", "phase", "rel_phase", "valid", "link_mask", "tx_pos_m", "rx_pos_m",
+                "room_size_m", "keypoints_m", "person_mask", "activity", "falling")
+
+LINK_FIELDS = ("amplitude", "phase", "rel_phase", "link_mask", "tx_pos_m", "rx_pos_m")  # axis 1 = L
 
 
 def save_batch(batch: WindowBatch, path: Path) -> None:
@@ -281,7 +285,7 @@ def concat_batches(batches: list[WindowBatch]) -> WindowBatch:
         pad = n_links - b.amplitude.shape[1]
         for name in ARRAY_FIELDS:
             a = getattr(b, name)
-            if pad and name in ("amplitude", "phase", "link_mask", "tx_pos_m", "rx_pos_m"):
+            if pad and name in LINK_FIELDS:
                 widths = [(0, 0)] * a.ndim
                 widths[1] = (0, pad)
                 a = np.pad(a, widths)

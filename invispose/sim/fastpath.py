@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from invispose.csi.sanitize import normalize_window_amplitude
+from invispose.csi.sanitize import center_relative_phase, normalize_window_amplitude
 
 F32 = npt.NDArray[np.float32]
 C64 = npt.NDArray[np.complex64]
@@ -84,18 +84,25 @@ def report_fast(
     return re, im
 
 
-def canonical_arrays(re: F32, im: F32, positions: npt.ArrayLike) -> tuple[F32, F32]:
-    """Amplitude and sanitized phase of CSI (n, L, T, S) already on the canonical grid.
+def canonical_arrays(
+    re: F32, im: F32, positions: npt.ArrayLike, valid: npt.NDArray[np.bool_]
+) -> tuple[F32, F32, F32]:
+    """Amplitude, sanitized and relative phase of CSI (n, L, T, S) on the canonical grid.
 
     Same as ``window_arrays`` after its resampling: amplitude divided by each window's
     RMS over links, packets and subcarriers, phase unwrapped over subcarriers minus its
-    least-squares line against ``positions`` (S,). Returns float32 (n, L, T, S) each.
+    least-squares line against ``positions`` (S,), relative phase (against link 0)
+    minus its mean over the ``valid`` (n, T) steps. Returns float32 (n, L, T, S) each.
     """
     power = re * re
     power += im * im  # (n, L, T, S)
     amp = normalize_window_amplitude(np.sqrt(power, out=power))  # (n, L, T, S)
+    # h_l · conj(h_0): real and imaginary parts of each link against the first
+    cross_re = re * re[:, :1] + im * im[:, :1]  # (n, L, T, S)
+    cross_im = im * re[:, :1] - re * im[:, :1]
     with single_thread():
         phase = torch.atan2(torch.from_numpy(im), torch.from_numpy(re)).numpy()  # (n, L, T, S)
+        relative = torch.atan2(torch.from_numpy(cross_im), torch.from_numpy(cross_re)).numpy()
     # unwrap along S: remove whole turns from each step, then accumulate
     turns = np.diff(phase, axis=-1)
     turns *= np.float32(1.0 / TWO_PI)
@@ -108,4 +115,4 @@ def canonical_arrays(re: F32, im: F32, positions: npt.ArrayLike) -> tuple[F32, F
     line = np.einsum("...s,s->...", phase, xc) / np.float32(max(float(xc @ xc), 1e-30))
     phase -= phase.mean(axis=-1, keepdims=True)
     phase -= line[..., None] * xc
-    return amp, phase
+    return amp, phase, center_relative_phase(relative, valid)

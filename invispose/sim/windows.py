@@ -68,6 +68,7 @@ class SimulatedWindows:
 
     amplitude: F32  # (n, L, T, S), zero beyond a window's links
     phase: F32  # (n, L, T, S)
+    rel_phase: F32  # (n, L, T, S)
     valid: npt.NDArray[np.bool_]  # (n, T)
     link_mask: npt.NDArray[np.bool_]  # (n, L)
     t_start_s: F64  # (n,) first grid time
@@ -211,6 +212,7 @@ def simulate_windows(
     n_links = n_tx * profile.n_rx  # (n,) links in use: the first of each window (tx-major)
     amplitude = np.zeros((n, profile.n_links, n_t, N_CANONICAL), dtype=np.float32)
     phase = np.zeros_like(amplitude)
+    rel_phase = np.zeros_like(amplitude)
     for k in np.unique(n_tx).tolist():
         rows = np.flatnonzero(n_tx == k)
         used = k * profile.n_rx
@@ -226,22 +228,24 @@ def simulate_windows(
                                sync_delay_s=sync / SPEED_OF_LIGHT_MPS)
             csi = report.csi
             csi[~valid[rows]] = 0  # the runtime zero-fills grid points without a packet
-            amp, ph = window_arrays(csi, subcarriers, profile.bandwidth_mhz)
+            amp, ph, rel = window_arrays(csi, subcarriers, profile.bandwidth_mhz)
         else:
             part = part * device.ripple[rows, None, None, :]  # (r, L_k, T, S)
             gen = torch.Generator().manual_seed(int(receiver_rng.integers(0, 2**63 - 1)))
             re, im = report_fast(gen, part, windows.snr_db[rows], profile.target_rms,
                                  profile.max_int, profile.agc_drift_db, profile.agc_step_db,
                                  valid[rows])
-            amp, ph = canonical_arrays(re, im, canonical_positions())
+            amp, ph, rel = canonical_arrays(re, im, canonical_positions(), valid[rows])
         amplitude[rows, :used] = amp
         phase[rows, :used] = ph
+        rel_phase[rows, :used] = rel
     link_mask = np.arange(profile.n_links)[None, :] < n_links[:, None]  # (n, L)
     tx = np.where(link_mask[..., None], tx, 0.0).astype(np.float32)
     rx = np.where(link_mask[..., None], rx, 0.0).astype(np.float32)
     return SimulatedWindows(
         amplitude=amplitude,
         phase=phase,
+        rel_phase=rel_phase,
         valid=valid,
         link_mask=link_mask,
         t_start_s=t_end - (n_t - 1) / rate_hz,

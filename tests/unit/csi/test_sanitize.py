@@ -1,11 +1,17 @@
-"""Phase sanitization, conjugate product and amplitude normalisation."""
+"""Phase sanitization, conjugate product, relative phase and amplitude normalisation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from invispose.csi.sanitize import conjugate_product, normalize_amplitude, sanitize_phase
+from invispose.csi.sanitize import (
+    center_relative_phase,
+    conjugate_product,
+    normalize_amplitude,
+    relative_phase,
+    sanitize_phase,
+)
 
 
 def test_linear_ramp_plus_offset_sanitizes_to_zero(rng: np.random.Generator) -> None:
@@ -54,6 +60,74 @@ def test_conjugate_product_removes_a_common_random_offset(rng: np.random.Generat
     np.testing.assert_allclose(conjugate_product(csi, ref_rx=-2), out, atol=1e-6)
     with pytest.raises(ValueError, match="ref_rx"):
         conjugate_product(csi, ref_rx=3)
+
+
+def test_relative_phase_of_one_link_is_zero(rng: np.random.Generator) -> None:
+    csi = rng.normal(size=(5, 1, 8)) + 1j * rng.normal(size=(5, 1, 8))  # (T, L, S)
+    out = relative_phase(csi)
+    assert out.shape == (5, 1, 8) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.0, atol=1e-6)  # h * conj(h) rounds to ~1e-8 rad
+
+
+def test_relative_phase_by_hand() -> None:
+    csi = np.array(
+        [
+            [1.0, 1j],  # link 0, the reference
+            [2j, 0.5j],  # pi/2 ahead on subcarrier 0, level on subcarrier 1
+            [-3j, -1.0],  # pi/2 behind, then pi/2 ahead (-1 * conj(j) = j)
+        ]
+    )  # (L, S)
+    expected = np.array([[0.0, 0.0], [np.pi / 2, 0.0], [-np.pi / 2, np.pi / 2]])
+    np.testing.assert_allclose(relative_phase(csi), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="csi"):
+        relative_phase(np.ones(4, np.complex64))
+
+
+def test_relative_phase_ignores_common_offset_and_timing(rng: np.random.Generator) -> None:
+    n_pkt, n_links, n_sub = 40, 4, 30
+    channel = rng.normal(size=(n_links, n_sub)) + 1j * rng.normal(size=(n_links, n_sub))
+    theta = rng.uniform(-np.pi, np.pi, size=(n_pkt, 1, 1))  # per packet, all links alike
+    slope = rng.uniform(-0.8, 0.8, size=(n_pkt, 1, 1)) * np.arange(n_sub)  # timing offset
+    out = relative_phase(channel * np.exp(1j * (theta + slope)))  # (n_pkt, L, S)
+    clean = relative_phase(channel)  # (L, S)
+    assert out.shape == (n_pkt, n_links, n_sub)
+    # compared on the circle: a value near pi may come out as -pi
+    np.testing.assert_allclose(np.angle(np.exp(1j * (out - clean))), 0.0, atol=1e-4)
+    assert np.abs(clean[1:]).max() > 1.0  # the links' own differences remain
+
+
+def test_center_relative_phase_removes_a_constant(rng: np.random.Generator) -> None:
+    constant = rng.uniform(-np.pi, np.pi, size=(2, 3, 1, 8))  # (N, L, 1, S)
+    rel = np.broadcast_to(constant, (2, 3, 10, 8))  # (N, L, T, S)
+    out = center_relative_phase(rel, np.ones((2, 10), dtype=bool))
+    assert out.shape == (2, 3, 10, 8) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.0, atol=1e-5)
+
+
+def test_center_relative_phase_wraps_across_pi() -> None:
+    wobble = np.array([0.1, -0.1, 0.05, -0.05, 0.0, 0.08, -0.08])  # (T,) mean zero
+    rel = np.angle(np.exp(1j * (np.pi + wobble)))  # (T,) jumps between +pi and -pi
+    rel = np.broadcast_to(rel[None, :, None], (2, 7, 3))  # (L, T, S)
+    out = center_relative_phase(rel, np.ones(7, dtype=bool))
+    # the arithmetic mean would be near 0 and leave values near +-pi
+    assert np.abs(out).max() < 0.2
+    np.testing.assert_allclose(out, np.broadcast_to(wobble[None, :, None], out.shape), atol=1e-5)
+
+
+def test_center_relative_phase_skips_invalid_steps() -> None:
+    wobble = np.array([0.1, 2.5, -0.1, 0.0, -3.0])  # steps 1 and 4 are not valid
+    valid = np.array([True, False, True, True, False])
+    rel = (0.7 + wobble)[None, :, None]  # (L, T, S)
+    out = center_relative_phase(rel, valid)
+    np.testing.assert_allclose(out[0, :, 0], [0.1, 0.0, -0.1, 0.0, 0.0], atol=1e-6)
+    assert not center_relative_phase(rel, np.zeros(5, dtype=bool)).any()
+
+
+def test_center_relative_phase_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="relative phase"):
+        center_relative_phase(np.zeros((4, 8)), np.ones(4, dtype=bool))
+    with pytest.raises(ValueError):
+        center_relative_phase(np.zeros((2, 4, 8)), np.ones(5, dtype=bool))  # T is 4
 
 
 def test_normalize_amplitude_cancels_agc_and_keeps_link_ratios(rng: np.random.Generator) -> None:

@@ -66,6 +66,7 @@ def synthetic_batch(
     amplitude = gain * (1.0 + bumps_x.sum(1)[:, None, None, :] + noise)  # (N, L, T, S)
     phase = bumps_y.sum(1)[:, None, None, :] + 0.05 * rng.standard_normal(amplitude.shape)
     link_mask = np.arange(n_l)[None] < links[:, None]  # (N, L)
+    rel_phase = 0.05 * rng.standard_normal(amplitude.shape) * link_mask[:, :, None, None]
     amplitude *= link_mask[:, :, None, None]
     phase *= link_mask[:, :, None, None]
     tx = rng.uniform(0, 1, (n_windows, n_l, 3)) * room[:, None] * link_mask[..., None]
@@ -74,6 +75,7 @@ def synthetic_batch(
     return WindowBatch(
         amplitude=amplitude.astype(np.float32),
         phase=phase.astype(np.float32),
+        rel_phase=rel_phase.astype(np.float32),
         valid=np.ones((n_windows, n_t), bool),
         link_mask=link_mask,
         tx_pos_m=tx.astype(np.float32),

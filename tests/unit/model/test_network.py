@@ -31,6 +31,7 @@ def window(rng: np.random.Generator, n_links: int, n_time: int = 16, n_sub: int 
         t_end_s=12.5,
         amplitude=rng.uniform(0.5, 1.5, (n_links, n_time, n_sub)).astype(np.float32),
         phase=rng.normal(0, 0.3, (n_links, n_time, n_sub)).astype(np.float32),
+        rel_phase=rng.normal(0, 0.05, (n_links, n_time, n_sub)).astype(np.float32),
         valid=rng.random(n_time) > 0.1,
         tx_pos_m=rng.uniform(0, 2.5, (n_links, 3)).astype(np.float32),
         rx_pos_m=rng.uniform(0, 2.5, (n_links, 3)).astype(np.float32),

@@ -38,9 +38,10 @@ def test_other_seeds_and_splits_give_other_windows() -> None:
 def test_batch_shapes_and_contents(train_batch) -> None:  # type: ignore[no-untyped-def]
     b = train_batch
     n, n_links = len(b), b.amplitude.shape[1]
-    assert b.amplitude.shape == b.phase.shape == (n, n_links, 64, 32)
+    assert b.amplitude.shape == b.phase.shape == b.rel_phase.shape == (n, n_links, 64, 32)
     assert b.amplitude.dtype == np.float32 and np.isfinite(b.amplitude).all()
-    assert np.isfinite(b.phase).all()
+    assert np.isfinite(b.phase).all() and np.isfinite(b.rel_phase).all()
+    assert np.all(b.rel_phase[:, 0] == 0)  # the reference link, and one-link routers
     assert b.keypoints_m.shape == (n, MAX_PERSONS, N_KEYPOINTS, 3)
     assert set(b.hardware) <= {"esp32", "intel5300", "nexmon"}
     # padded links are zero, real links carry normalised amplitude (RMS 1 per window)
@@ -113,6 +114,9 @@ def test_exact_receiver_path_matches_the_fast_path_statistically() -> None:
     assert np.quantile(fast_amp, qs) == pytest.approx(np.quantile(exact_amp, qs), abs=0.06)
     fast_phase, exact_phase = fast.phase[used(fast)], exact.phase[used(exact)]
     assert np.std(fast_phase) == pytest.approx(np.std(exact_phase), rel=0.25)
+    # relative phase: chain phases, carrier phase and timing cancel on both paths alike
+    fast_rel, exact_rel = fast.rel_phase[used(fast)], exact.rel_phase[used(exact)]
+    assert np.std(fast_rel) == pytest.approx(np.std(exact_rel), rel=0.25)
 
 
 def test_shards_round_trip(tmp_path: Path) -> None:

@@ -6,7 +6,12 @@ import numpy as np
 import torch
 
 from invispose.csi.grid import canonical_positions
-from invispose.csi.sanitize import normalize_window_amplitude, sanitize_phase
+from invispose.csi.sanitize import (
+    center_relative_phase,
+    normalize_window_amplitude,
+    relative_phase,
+    sanitize_phase,
+)
 from invispose.sim.dataset import generate_batch
 from invispose.sim.fastpath import canonical_arrays, report_fast
 from invispose.sim.parallel import parallel_batches
@@ -26,13 +31,20 @@ def test_canonical_arrays_equal_the_runtime_sanitizers() -> None:
     rng = np.random.default_rng(0)
     csi = _smooth_csi(rng, (6, 3, 20, 32))
     csi[:, :, 4] = 0  # a lost packet
-    amp, phase = canonical_arrays(np.ascontiguousarray(csi.real), np.ascontiguousarray(csi.imag),
-                                  canonical_positions())
+    valid = np.ones((6, 20), dtype=bool)
+    valid[:, 4] = False
+    amp, phase, rel = canonical_arrays(np.ascontiguousarray(csi.real),
+                                       np.ascontiguousarray(csi.imag), canonical_positions(), valid)
     want_amp = normalize_window_amplitude(np.abs(csi))  # (n, L, T, S), one gain a window
     want_phase = sanitize_phase(csi, canonical_positions())
     assert np.allclose(amp, want_amp, atol=1e-5)
     close = np.isclose(phase, want_phase, atol=1e-4)
     assert close.mean() > 0.999  # unwrap ties may round either way
+    packets = relative_phase(np.swapaxes(csi, 1, 2))  # (n, T, L, S) per packet
+    want_rel = center_relative_phase(np.swapaxes(packets, 1, 2), valid)  # (n, L, T, S)
+    assert np.allclose(rel, want_rel, atol=1e-4)
+    assert np.all(rel[:, 0] == 0) and np.all(rel[:, :, 4] == 0)
+    assert np.abs(rel[:, 1:]).mean() > 0.1  # the links differ, so it carries something
 
 
 def test_report_fast_quantises_and_blanks_lost_packets() -> None:
