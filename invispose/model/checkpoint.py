@@ -127,3 +127,15 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         metadata=metadata if isinstance(metadata, dict) else {},
         train_state=payload.get("train"),
     )
+
+
+def export_checkpoint(
+    source: str | os.PathLike[str], target: str | os.PathLike[str]
+) -> Path:
+    """Write ``source``'s weights, hyperparameters, baseline statistics and metadata to
+    ``target`` without the training state (optimiser, RNG): the file to ship."""
+    loaded = load_model(source)
+    metadata = dict(loaded.metadata)
+    if loaded.train_state is not None and "step" in loaded.train_state:
+        metadata.setdefault("step", loaded.train_state["step"])
+    return save_checkpoint(target, loaded.model, mean_pose=loaded.mean_pose, metadata=metadata)

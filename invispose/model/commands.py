@@ -1,4 +1,4 @@
-"""The `invispose train` and `invispose eval` subcommands (argparse)."""
+"""The `invispose train`, `eval` and `export` subcommands (argparse)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from invispose.errors import InvisPoseError
-from invispose.model.checkpoint import DEFAULT_CHECKPOINT
+from invispose.model.checkpoint import DEFAULT_CHECKPOINT, export_checkpoint
 from invispose.model.evaluate import EVAL_SPLITS, evaluate_checkpoint
 from invispose.model.train import load_train_config, train
 
@@ -19,7 +19,7 @@ DEFAULT_TRAIN_CONFIG = Path("configs/train.yaml")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `train` and `eval`; each sets ``func(args) -> exit code``."""
+    """Add `train`, `eval` and `export`; each sets ``func(args) -> exit code``."""
     p_train = subparsers.add_parser(
         "train",
         help="train the pose model on simulated CSI",
@@ -46,6 +46,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p_eval.add_argument("--device", default="cpu", help="cpu or cuda")
     p_eval.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p_eval.set_defaults(func=run_eval)
+
+    p_export = subparsers.add_parser(
+        "export",
+        help="write a checkpoint without its training state, for shipping",
+        description="Keep weights, hyperparameters, baseline statistics and metadata; drop "
+        "the optimiser and RNG state that only resuming needs.",
+    )
+    p_export.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. best.pt)")
+    p_export.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="file to write")
+    p_export.set_defaults(func=run_export)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -82,4 +92,15 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         print(f"checkpoint {args.checkpoint}")
         print(evaluation.table())
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """`invispose export`."""
+    try:
+        path = export_checkpoint(args.checkpoint, args.out)
+    except InvisPoseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0

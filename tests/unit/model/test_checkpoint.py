@@ -12,6 +12,7 @@ from invispose.errors import ModelError
 from invispose.model.checkpoint import (
     DEFAULT_CHECKPOINT,
     FORMAT_VERSION,
+    export_checkpoint,
     load_model,
     read_checkpoint,
     save_checkpoint,
@@ -43,6 +44,31 @@ def test_round_trip_gives_the_same_outputs(
         before, after = model(inputs_from_batch(batch)), loaded.model(inputs_from_batch(batch))
     torch.testing.assert_close(before.keypoints_m, after.keypoints_m, rtol=0, atol=0)
     torch.testing.assert_close(before.presence_logit, after.presence_logit, rtol=0, atol=0)
+
+
+def test_export_drops_the_training_state_and_keeps_the_model(
+    tmp_path: Path, make_batch: Callable[..., WindowBatch]
+) -> None:
+    torch.manual_seed(4)
+    model = PoseNet(SMALL).eval()
+    optimizer = torch.optim.AdamW(model.parameters())
+    batch = make_batch(2, 4)
+    model(inputs_from_batch(batch)).keypoints_m.sum().backward()
+    optimizer.step()  # optimiser state as large as the weights twice over
+    stats = MeanPoseStats()
+    stats.update(batch.keypoints_m, batch.person_mask, batch.room_size_m)
+    train_state = {"step": 120, "optimizer": optimizer.state_dict()}
+    source = save_checkpoint(tmp_path / "best.pt", model, mean_pose=stats,
+                             train_state=train_state, metadata={"val": {"mpjpe_mm": 900.0}})
+    shipped = export_checkpoint(source, tmp_path / "ship.pt")
+    assert shipped.stat().st_size < 0.6 * source.stat().st_size
+    loaded = load_model(shipped)
+    assert loaded.train_state is None
+    assert loaded.metadata["step"] == 120 and loaded.metadata["val"] == {"mpjpe_mm": 900.0}
+    assert loaded.mean_pose is not None and loaded.mean_pose.n_persons == stats.n_persons
+    with torch.inference_mode():
+        before, after = model(inputs_from_batch(batch)), loaded.model(inputs_from_batch(batch))
+    torch.testing.assert_close(before.keypoints_m, after.keypoints_m, rtol=0, atol=0)
 
 
 def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
