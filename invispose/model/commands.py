@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p_eval.add_argument("--split", choices=EVAL_SPLITS, default="same-layout")
     p_eval.add_argument("--seed", type=int, default=0, help="simulator seed of the test set")
     p_eval.add_argument("--windows", type=int, default=1000, help="windows to evaluate")
+    p_eval.add_argument(
+        "--persons", type=int, help="score only the windows with exactly this many people"
+    )
     p_eval.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
     p_eval.add_argument("--device", default="cpu", help="cpu or cuda")
     p_eval.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -82,7 +85,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return 2
     try:
         evaluation = evaluate_checkpoint(
-            args.checkpoint, args.split, args.seed, args.windows, args.device, args.batch_size
+            args.checkpoint, args.split, args.seed, args.windows, args.device, args.batch_size,
+            args.persons,
         )
     except InvisPoseError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,7 +22,7 @@ from invispose.errors import ModelError, SimulationError
 from invispose.model.checkpoint import DEFAULT_CHECKPOINT, load_model
 from invispose.model.metrics import MeanPoseStats, MetricAccumulator, Projection
 from invispose.model.network import PoseNet, inputs_from_batch
-from invispose.schemas import FloatArray, WindowBatch
+from invispose.schemas import MAX_PERSONS, FloatArray, WindowBatch
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Evaluation:
     windows: int
     model: dict[str, float]
     baseline: dict[str, float]
+    persons: int | None = None  # only windows with exactly this many people were scored
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document; undefined metrics (nan) become null."""
@@ -60,18 +61,22 @@ class Evaluation:
         def clean(values: dict[str, float]) -> dict[str, float | None]:
             return {k: (None if math.isnan(v) else round(v, 4)) for k, v in values.items()}
 
-        return {
+        doc: dict[str, Any] = {
             "split": self.split,
             "seed": self.seed,
             "windows": self.windows,
             "model": clean(self.model),
             "baseline": clean(self.baseline),
         }
+        if self.persons is not None:
+            doc["persons"] = self.persons
+        return doc
 
     def table(self) -> str:
         """A plain-text table for the terminal."""
         lines = [
-            f"split {self.split}, seed {self.seed}, {self.windows} windows",
+            f"split {self.split}, seed {self.seed}, {self.windows} windows"
+            + ("" if self.persons is None else f" with exactly {self.persons} people"),
             f"{'metric':<16} {'model':>9} {'mean pose':>10}",
         ]
         for key, label in METRIC_LABELS.items():
@@ -137,6 +142,8 @@ def evaluate_batches(
     base = MetricAccumulator(project=project)
     k = model.cfg.max_persons
     for batch in batches:
+        if len(batch) == 0:
+            continue
         presence, keypoints, fall = predict_arrays(model, batch, device, batch_size)
         truth = (batch.keypoints_m, batch.person_mask, batch.falling, batch.room_size_m)
         ours.update(presence, keypoints, fall, *truth)
@@ -198,20 +205,32 @@ def evaluate_checkpoint(
     n_windows: int = 1000,
     device: str = "cpu",
     batch_size: int = 64,
+    persons: int | None = None,
 ) -> Evaluation:
-    """Load a checkpoint and evaluate it on ``n_windows`` simulator windows of ``split``."""
+    """Load a checkpoint and evaluate it on ``n_windows`` simulator windows of ``split``.
+
+    ``persons``: score only the windows (of those ``n_windows``) holding exactly that many
+    people, e.g. 1 for the single-person numbers; ``Evaluation.windows`` says how many.
+    """
     if split not in (*EVAL_SPLITS, "val"):
         raise ModelError(f"unknown split {split!r}; choose one of {', '.join(EVAL_SPLITS)}")
+    if persons is not None and not 0 <= persons <= MAX_PERSONS:
+        raise ModelError(f"persons must be 0..{MAX_PERSONS}, got {persons}")
     loaded = load_model(path, device)
     mean_pose = loaded.mean_pose
     if mean_pose is None or mean_pose.n_persons == 0:
         logger.warning("checkpoint %s has no mean pose; drawing it from the train split", path)
         mean_pose = baseline_from_simulator(seed)
     project = front_projection()
+    batches = simulator_batches(split, seed, n_windows)
+    if persons is not None:
+        batches = (
+            take(b, np.flatnonzero(b.person_mask.sum(1) == persons)) for b in batches
+        )
     try:
         model_metrics, base_metrics, windows = evaluate_batches(
             loaded.model,
-            simulator_batches(split, seed, n_windows),
+            batches,
             mean_pose,
             project,
             device,
@@ -219,4 +238,4 @@ def evaluate_checkpoint(
         )
     except (ValueError, RuntimeError) as exc:  # the model does not fit the simulator's windows
         raise ModelError(f"evaluation on {split} failed: {exc}") from exc
-    return Evaluation(split, seed, windows, model_metrics, base_metrics)
+    return Evaluation(split, seed, windows, model_metrics, base_metrics, persons)

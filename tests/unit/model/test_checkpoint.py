@@ -77,6 +77,14 @@ def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
     assert DEFAULT_CHECKPOINT == Path("models/invispose-small.pt")
 
 
+def test_shipped_weights_fit_the_network_and_carry_their_baseline() -> None:
+    path = Path(__file__).resolve().parents[3] / DEFAULT_CHECKPOINT
+    assert path.stat().st_size <= 20e6
+    loaded = load_model(path)  # raises if the weights no longer fit PoseNet
+    assert loaded.train_state is None  # shipped without the optimiser
+    assert loaded.mean_pose is not None and loaded.mean_pose.n_persons > 1000
+
+
 def test_corrupt_file_is_a_model_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.pt"
     path.write_bytes(b"PK\x03\x04 this is not a checkpoint")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from invispose.model.checkpoint import save_checkpoint
-from invispose.model.evaluate import evaluate_batches, evaluate_checkpoint
+from invispose.model.evaluate import evaluate_batches, evaluate_checkpoint, simulator_batches
 from invispose.model.loss import LossWeights, set_loss, targets_from_batch
 from invispose.model.metrics import MeanPoseStats
 from invispose.model.network import PoseNet, PoseNetConfig, inputs_from_batch
@@ -59,7 +59,15 @@ def test_evaluate_checkpoint_on_a_held_out_split(tmp_path: Path) -> None:
     for column in (doc["model"], doc["baseline"]):
         assert column["mpjpe_mm"] is not None and column["mpjpe_mm"] > 0
         assert column["oks_ap"] is not None and 0.0 <= column["oks_ap"] <= 1.0
-
+    assert "persons" not in doc
+    # the same 24 windows, scoring only those with exactly one person
+    singles = sum(int((b.person_mask.sum(1) == 1).sum())
+                  for b in simulator_batches("cross-layout", 4, 24))
+    assert 0 < singles < 24
+    one = evaluate_checkpoint(path, "cross-layout", seed=4, n_windows=24, batch_size=8,
+                              persons=1).to_json()
+    assert (one["windows"], one["persons"]) == (singles, 1)
+    assert one["baseline"]["count_accuracy"] in (0.0, 1.0)  # one count, right or wrong
 
 
 def test_model_learns_to_count_people_from_simulated_csi(tmp_path: Path) -> None:
