@@ -68,44 +68,58 @@ def conjugate_product(csi: npt.ArrayLike, ref_rx: int = 0) -> ComplexArray:
     return (values * np.conj(ref)).astype(np.complex64, copy=False)  # (..., n_rx, S)
 
 
-def relative_phase(csi: npt.ArrayLike) -> FloatArray:
-    """Each link's phase against the first link's, per packet and subcarrier.
+def relative_phasor(csi: npt.ArrayLike) -> ComplexArray:
+    """Each link against the first link, per packet and subcarrier, as a unit phasor.
 
-    ``csi`` is complex (..., L, S); returns float32 (..., L, S) in (-pi, pi], the angle of
-    ``h_l * conj(h_0)``. The carrier phase and timing slope a receiver puts on every
-    antenna alike cancel; what remains is the antennas' geometry (angle of arrival and
-    departure) plus each chain's fixed phase. Link 0 is zero, as is a one-link router.
+    ``csi`` is complex (..., L, S); returns complex64 (..., L, S): ``h_l * conj(h_0)``
+    divided by its magnitude (zero where either is zero, e.g. a packet that never
+    arrived). The carrier phase and timing slope a receiver puts on every antenna alike
+    cancel; what remains is the antennas' geometry (angle of arrival and departure) plus
+    each chain's fixed phase. Link 0 is 1, as is a one-link router's only link.
     """
     values = np.asarray(csi).astype(np.complex64, copy=False)  # (..., L, S)
     if values.ndim < 2:
         raise ValueError(f"csi needs shape (..., L, S), got {values.shape}")
     product = values * np.conj(values[..., :1, :])  # (..., L, S)
-    out = np.angle(product).astype(np.float32, copy=False)
-    out[..., 0, :] = 0.0  # exactly: h_0 · conj(h_0) is real, up to rounding
+    size = np.abs(product)
+    out = np.divide(product, size, out=np.zeros_like(product), where=size > 0)
+    out[..., 0, :] = np.where(size[..., 0, :] > 0, np.complex64(1.0), np.complex64(0.0))
     return out
 
 
-def center_relative_phase(relative: npt.ArrayLike, valid: npt.ArrayLike) -> FloatArray:
-    """Relative phase (..., L, T, S) minus its circular mean over the valid steps (..., T).
+def relative_phase(csi: npt.ArrayLike) -> FloatArray:
+    """The angle of ``relative_phasor``: float32 (..., L, S) in (-pi, pi]; link 0 is zero."""
+    return np.angle(relative_phasor(csi)).astype(np.float32, copy=False)
+
+
+def center_relative_phasors(phasors: npt.ArrayLike, valid: npt.ArrayLike) -> FloatArray:
+    """Relative phase from unit phasors (..., L, T, S), minus its circular mean over the
+    valid steps (..., T): float32 (..., L, T, S) in (-pi, pi].
 
     A chain's fixed phase is a constant of the hardware, not of the room: removing each
     link's and subcarrier's window mean leaves how the relative phase moved, centred on
-    zero and wrapped to (-pi, pi]. Steps that are not valid come out zero.
+    zero. Steps that are not valid come out zero.
     """
-    rel = np.asarray(relative, dtype=np.float32)  # (..., L, T, S)
-    if rel.ndim < 3:
-        raise ValueError(f"relative phase needs shape (..., L, T, S), got {rel.shape}")
+    z = np.asarray(phasors).astype(np.complex64, copy=False)  # (..., L, T, S)
+    if z.ndim < 3:
+        raise ValueError(f"relative phase needs shape (..., L, T, S), got {z.shape}")
     steps = np.asarray(valid, dtype=bool)  # (..., T)
-    if steps.shape[-1:] != rel.shape[-2:-1]:
-        raise ValueError(f"valid has shape {steps.shape}, expected (..., {rel.shape[-2]})")
+    if steps.shape[-1:] != z.shape[-2:-1]:
+        raise ValueError(f"valid has shape {steps.shape}, expected (..., {z.shape[-2]})")
     mask = steps[..., None, :, None]  # (..., 1, T, 1)
-    re = np.where(mask, np.cos(rel), np.float32(0.0))  # (..., L, T, S)
-    im = np.where(mask, np.sin(rel), np.float32(0.0))
-    mean_re = re.sum(axis=-2, keepdims=True)  # (..., L, 1, S)
-    mean_im = im.sum(axis=-2, keepdims=True)
-    # angle of e^{j rel} * conj(mean): (re + j im)(mean_re - j mean_im)
-    out = np.arctan2(im * mean_re - re * mean_im, re * mean_re + im * mean_im)
-    return np.where(mask, out, np.float32(0.0)).astype(np.float32, copy=False)
+    moved = np.where(mask, z, np.complex64(0.0))  # (..., L, T, S)
+    moved *= np.conj(moved.sum(axis=-2, keepdims=True))  # times conj(window mean direction)
+    angle = np.arctan2(moved.imag, moved.real)  # float32
+    return np.where(mask, angle, np.float32(0.0))  # signed zeros could give ±pi there
+
+
+def center_relative_phase(relative: npt.ArrayLike, valid: npt.ArrayLike) -> FloatArray:
+    """``center_relative_phasors`` of relative phase angles (..., L, T, S)."""
+    rel = np.asarray(relative, dtype=np.float32)  # (..., L, T, S)
+    phasors = np.empty(rel.shape, dtype=np.complex64)
+    phasors.real = np.cos(rel)
+    phasors.imag = np.sin(rel)
+    return center_relative_phasors(phasors, valid)
 
 
 def normalize_amplitude(amplitude: npt.ArrayLike) -> FloatArray:

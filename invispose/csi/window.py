@@ -20,9 +20,9 @@ import numpy.typing as npt
 
 from invispose.csi.grid import N_CANONICAL, _derotated_canonical, _positions, kept_mask
 from invispose.csi.sanitize import (
-    center_relative_phase,
+    center_relative_phasors,
     normalize_window_amplitude,
-    relative_phase,
+    relative_phasor,
     sanitize_phase,
 )
 from invispose.csi.timegrid import nearest_indices, time_grid
@@ -48,7 +48,7 @@ def window_arrays(
     per-link line removed. The bulk phase slope is taken out at the hardware's own
     subcarrier spacing before resampling, so steep timing slopes cannot alias on the
     coarser grid. Relative phase is each link's phase against link 0, minus its circular
-    mean over the window per link and subcarrier (``center_relative_phase``); packets
+    mean over the window per link and subcarrier (``center_relative_phasors``); packets
     whose CSI is all zero (the simulator's missing packets) are left out of that mean and
     come out zero.
     """
@@ -58,12 +58,12 @@ def window_arrays(
     *lead, n_t, n_tx, n_rx, n_sub = values.shape
     links = values.reshape(*lead, n_t, n_tx * n_rx, n_sub)  # (..., T, L, n_sub) tx-major
     # (..., T, L, S) each
-    amplitude, phase, rel_phase = packet_arrays(links, subcarriers, bandwidth_mhz, n_out)
+    amplitude, phase, rel = packet_arrays(links, subcarriers, bandwidth_mhz, n_out)
     valid = np.any(values != 0, axis=(-3, -2, -1))  # (..., T) packets that arrived
     # (..., T, L, S) -> (..., L, T, S)
     amplitude = normalize_window_amplitude(np.swapaxes(amplitude, -3, -2))  # (..., L, T, S)
     phase = np.ascontiguousarray(np.swapaxes(phase, -3, -2))
-    rel_phase = center_relative_phase(np.swapaxes(rel_phase, -3, -2), valid)  # (..., L, T, S)
+    rel_phase = center_relative_phasors(np.swapaxes(rel, -3, -2), valid)  # (..., L, T, S)
     return amplitude, phase, rel_phase
 
 
@@ -73,18 +73,19 @@ def packet_arrays(
     bandwidth_mhz: int,
     n_out: int = N_CANONICAL,
     keep: npt.NDArray[np.bool_] | None = None,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per-packet amplitude, phase, relative phase: links (..., L, n_sub) -> 3 x (..., L, n_out).
+) -> tuple[FloatArray, FloatArray, ComplexArray]:
+    """Per-packet amplitude, phase, relative phasor: links (..., L, n_sub) -> 3 x (..., L, n_out).
 
     The per-packet core of ``window_arrays``; ``keep`` (n_sub,) fixes the kept
     subcarriers (default: decided from this batch, see ``grid.kept_mask``). Amplitude is
-    raw (normalised per window) and relative phase uncentred (centred per window).
+    raw (normalised per window); the relative phase is a unit phasor (``relative_phasor``),
+    centred and turned into an angle per window.
     """
     canon, _, _ = _derotated_canonical(links, subcarriers, bandwidth_mhz, n_out, keep)
     amplitude = np.abs(canon).astype(np.float32)  # (..., L, S) raw; normalised per window
     phase = sanitize_phase(canon, _positions(n_out))  # (..., L, S)
-    rel_phase = relative_phase(canon)  # (..., L, S) against link 0; centred per window
-    return amplitude, phase, rel_phase
+    rel = relative_phasor(canon)  # (..., L, S) complex, against link 0
+    return amplitude, phase, rel
 
 
 def link_positions(
@@ -130,7 +131,7 @@ class _Ring:
     device_s: npt.NDArray[np.float64]  # (capacity,) NaN where empty
     amplitude: FloatArray  # float32 (capacity, L, S) valid where ``done``
     phase: FloatArray  # float32 (capacity, L, S)
-    rel_phase: FloatArray  # float32 (capacity, L, S) uncentred
+    rel_phasor: ComplexArray  # complex64 (capacity, L, S) unit phasors against link 0
     done: npt.NDArray[np.bool_]  # (capacity,) slot processed with the current ``keep``
     subcarriers: npt.NDArray[np.int16]  # (n_sub,)
     bandwidth_mhz: int
@@ -148,7 +149,7 @@ class _Ring:
             device_s=np.full(capacity, np.nan),
             amplitude=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
             phase=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
-            rel_phase=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
+            rel_phasor=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.complex64),
             done=np.zeros(capacity, dtype=bool),
             subcarriers=np.asarray(frame.subcarriers, dtype=np.int16).copy(),
             bandwidth_mhz=frame.bandwidth_mhz,
@@ -188,12 +189,12 @@ class _Ring:
             return
         n_tx, n_rx, n_sub = self.csi.shape[1:]
         links = self.csi[todo].reshape(todo.size, n_tx * n_rx, n_sub)  # (m, L, n_sub)
-        amplitude, phase, rel_phase = packet_arrays(
+        amplitude, phase, rel = packet_arrays(
             links, self.subcarriers, self.bandwidth_mhz, self.amplitude.shape[-1], self.keep
         )  # (m, L, S) each
         self.amplitude[todo] = amplitude
         self.phase[todo] = phase
-        self.rel_phase[todo] = rel_phase
+        self.rel_phasor[todo] = rel
         self.done[todo] = True
 
 
@@ -313,13 +314,13 @@ class Windower:
         # (T, L, S) gathered per grid point, zero where no packet, then (L, T, S)
         amplitude = ring.amplitude[index]
         phase = ring.phase[index]
-        rel_phase = ring.rel_phase[index]
+        rel = ring.rel_phasor[index]
         amplitude[~valid] = 0.0
         phase[~valid] = 0.0
         amplitude = normalize_window_amplitude(amplitude.transpose(1, 0, 2))  # (L, T, S)
         phase = np.ascontiguousarray(phase.transpose(1, 0, 2))
         # centring leaves invalid points out of the mean and sets them to zero
-        rel_phase = center_relative_phase(rel_phase.transpose(1, 0, 2), valid)  # (L, T, S)
+        rel_phase = center_relative_phasors(rel.transpose(1, 0, 2), valid)  # (L, T, S)
         n_tx, n_rx = ring.csi.shape[1], ring.csi.shape[2]
         tx, rx = link_positions(self.tx_pos_m[:n_tx], self.rx_pos_m[:n_rx])  # (L, 3) each
         carrier_hz = self.carrier_hz or carrier_from_channel(self._newest_channel)

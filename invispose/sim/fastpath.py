@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from invispose.csi.sanitize import center_relative_phase, normalize_window_amplitude
+from invispose.csi.sanitize import center_relative_phasors, normalize_window_amplitude
 
 F32 = npt.NDArray[np.float32]
 C64 = npt.NDArray[np.complex64]
@@ -97,12 +97,14 @@ def canonical_arrays(
     power = re * re
     power += im * im  # (n, L, T, S)
     amp = normalize_window_amplitude(np.sqrt(power, out=power))  # (n, L, T, S)
-    # h_l · conj(h_0): real and imaginary parts of each link against the first
-    cross_re = re * re[:, :1] + im * im[:, :1]  # (n, L, T, S)
-    cross_im = im * re[:, :1] - re * im[:, :1]
+    # h_l · conj(h_0) as a unit phasor: each link against the first (``relative_phasor``)
+    cross = np.empty(re.shape, dtype=np.complex64)  # (n, L, T, S)
+    cross.real = re * re[:, :1] + im * im[:, :1]
+    cross.imag = im * re[:, :1] - re * im[:, :1]
+    size = np.abs(cross)
+    np.divide(cross, size, out=cross, where=size > 0)
     with single_thread():
         phase = torch.atan2(torch.from_numpy(im), torch.from_numpy(re)).numpy()  # (n, L, T, S)
-        relative = torch.atan2(torch.from_numpy(cross_im), torch.from_numpy(cross_re)).numpy()
     # unwrap along S: remove whole turns from each step, then accumulate
     turns = np.diff(phase, axis=-1)
     turns *= np.float32(1.0 / TWO_PI)
@@ -115,4 +117,4 @@ def canonical_arrays(
     line = np.einsum("...s,s->...", phase, xc) / np.float32(max(float(xc @ xc), 1e-30))
     phase -= phase.mean(axis=-1, keepdims=True)
     phase -= line[..., None] * xc
-    return amp, phase, center_relative_phase(relative, valid)
+    return amp, phase, center_relative_phasors(cross, valid)
