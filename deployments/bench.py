@@ -29,6 +29,8 @@ from deployments.app import start_system, stop_system
 from invispose.config import SiteConfig, parse_config, resolve_paths
 
 SATURATION_HOP_S = 0.005
+ROUTER_START_TIMEOUT_S = 120.0  # every router actor up and producing detections
+WARM_UP_S = 5.0  # then this long before measuring
 
 
 def _cpu_ticks() -> tuple[int, int]:
@@ -96,11 +98,24 @@ async def _get(port: int, path: str) -> Any:
             return await resp.json()
 
 
-async def _phase(port: int, clients: int, duration_s: float) -> dict[str, Any]:
+async def _wait_for_routers(port: int, routers: int, timeout_s: float) -> None:
+    """Until every router has produced detections (their actors start one by one on a busy
+    machine: a fixed warm-up measured half the routers at times)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = await _get(port, "/api/v1/system/routers")
+        if sum(1 for r in status if r.get("detections", 0) > 0) >= routers:
+            return
+        await asyncio.sleep(1.0)
+    raise RuntimeError(f"not all {routers} routers produced detections within {timeout_s:.0f} s")
+
+
+async def _phase(port: int, routers: int, clients: int, duration_s: float) -> dict[str, Any]:
     stop = asyncio.Event()
     received: list[float] = []
     tasks = [asyncio.create_task(_client(port, stop, received)) for _ in range(clients)]
-    await asyncio.sleep(8.0)  # warm-up: routers simulated their loop, clients connected
+    await _wait_for_routers(port, routers, ROUTER_START_TIMEOUT_S)
+    await asyncio.sleep(WARM_UP_S)  # queues and batching settle, clients connected
     before = await _get(port, "/api/v1/system/performance")
     routers_before = await _get(port, "/api/v1/system/routers")
     received.clear()
@@ -173,7 +188,7 @@ def run_pipeline_bench(
             site = bench_site(routers, port, checkpoint, workdir / f"{name}.db", hop_s)
             supervisor = start_system(site)
             try:
-                phases[name] = asyncio.run(_phase(port, clients, duration_s))
+                phases[name] = asyncio.run(_phase(port, routers, clients, duration_s))
             finally:
                 stop_system(supervisor)
         serve.shutdown()
