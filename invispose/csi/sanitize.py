@@ -68,28 +68,25 @@ def conjugate_product(csi: npt.ArrayLike, ref_rx: int = 0) -> ComplexArray:
     return (values * np.conj(ref)).astype(np.complex64, copy=False)  # (..., n_rx, S)
 
 
-def relative_phasor(csi: npt.ArrayLike) -> ComplexArray:
+def relative_phasor(csi: npt.ArrayLike, link_axis: int = -2) -> ComplexArray:
     """Each link against the first link, per packet and subcarrier, as a unit phasor.
 
-    ``csi`` is complex (..., L, S); returns complex64 (..., L, S): ``h_l * conj(h_0)``
-    divided by its magnitude (zero where either is zero, e.g. a packet that never
-    arrived). The carrier phase and timing slope a receiver puts on every antenna alike
-    cancel; what remains is the antennas' geometry (angle of arrival and departure) plus
-    each chain's fixed phase. Link 0 is 1, as is a one-link router's only link.
+    ``csi`` is complex with links along ``link_axis`` (default (..., L, S)); returns
+    complex64 of the same shape: ``h_l * conj(h_0)`` divided by its magnitude (zero where
+    either is zero, e.g. a packet that never arrived). The carrier phase and timing slope
+    a receiver puts on every antenna alike cancel; what remains is the antennas' geometry
+    (angle of arrival and departure) plus each chain's fixed phase. Link 0 is 1, as is a
+    one-link router's only link.
     """
-    values = np.asarray(csi).astype(np.complex64, copy=False)  # (..., L, S)
+    values = np.asarray(csi).astype(np.complex64, copy=False)
     if values.ndim < 2:
         raise ValueError(f"csi needs shape (..., L, S), got {values.shape}")
-    product = values * np.conj(values[..., :1, :])  # (..., L, S)
+    links = np.moveaxis(values, link_axis, 0)  # (L, ...) view
+    product = links * np.conj(links[:1])  # (L, ...)
     size = np.abs(product)
     out = np.divide(product, size, out=np.zeros_like(product), where=size > 0)
-    out[..., 0, :] = np.where(size[..., 0, :] > 0, np.complex64(1.0), np.complex64(0.0))
-    return out
-
-
-def relative_phase(csi: npt.ArrayLike) -> FloatArray:
-    """The angle of ``relative_phasor``: float32 (..., L, S) in (-pi, pi]; link 0 is zero."""
-    return np.angle(relative_phasor(csi)).astype(np.float32, copy=False)
+    out[0] = np.where(size[0] > 0, np.complex64(1.0), np.complex64(0.0))  # exactly real
+    return np.moveaxis(out, 0, link_axis)
 
 
 def center_relative_phasors(phasors: npt.ArrayLike, valid: npt.ArrayLike) -> FloatArray:
@@ -111,15 +108,6 @@ def center_relative_phasors(phasors: npt.ArrayLike, valid: npt.ArrayLike) -> Flo
     moved *= np.conj(moved.sum(axis=-2, keepdims=True))  # times conj(window mean direction)
     angle = np.arctan2(moved.imag, moved.real)  # float32
     return np.where(mask, angle, np.float32(0.0))  # signed zeros could give ±pi there
-
-
-def center_relative_phase(relative: npt.ArrayLike, valid: npt.ArrayLike) -> FloatArray:
-    """``center_relative_phasors`` of relative phase angles (..., L, T, S)."""
-    rel = np.asarray(relative, dtype=np.float32)  # (..., L, T, S)
-    phasors = np.empty(rel.shape, dtype=np.complex64)
-    phasors.real = np.cos(rel)
-    phasors.imag = np.sin(rel)
-    return center_relative_phasors(phasors, valid)
 
 
 def normalize_amplitude(amplitude: npt.ArrayLike) -> FloatArray:

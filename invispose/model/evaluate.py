@@ -12,7 +12,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -111,22 +111,12 @@ def predict_arrays(
 
 
 def take(batch: WindowBatch, idx: np.ndarray) -> WindowBatch:
-    """The windows ``idx`` of a batch."""
-    return WindowBatch(
-        amplitude=batch.amplitude[idx],
-        phase=batch.phase[idx],
-        rel_phase=batch.rel_phase[idx],
-        valid=batch.valid[idx],
-        link_mask=batch.link_mask[idx],
-        tx_pos_m=batch.tx_pos_m[idx],
-        rx_pos_m=batch.rx_pos_m[idx],
-        room_size_m=batch.room_size_m[idx],
-        keypoints_m=batch.keypoints_m[idx],
-        person_mask=batch.person_mask[idx],
-        activity=batch.activity[idx],
-        falling=batch.falling[idx],
-        hardware=[batch.hardware[i] for i in idx] if batch.hardware else [],
-    )
+    """The windows ``idx`` of a batch (every array field, whatever the batch carries)."""
+    arrays = {
+        f.name: getattr(batch, f.name)[idx] for f in fields(WindowBatch) if f.name != "hardware"
+    }
+    hardware = [batch.hardware[i] for i in idx] if batch.hardware else []
+    return WindowBatch(hardware=hardware, **arrays)
 
 
 def evaluate_batches(

@@ -25,7 +25,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from invispose.csi.sanitize import center_relative_phasors, normalize_window_amplitude
+from invispose.csi.sanitize import (
+    center_relative_phasors,
+    normalize_window_amplitude,
+    relative_phasor,
+)
 
 F32 = npt.NDArray[np.float32]
 C64 = npt.NDArray[np.complex64]
@@ -97,12 +101,9 @@ def canonical_arrays(
     power = re * re
     power += im * im  # (n, L, T, S)
     amp = normalize_window_amplitude(np.sqrt(power, out=power))  # (n, L, T, S)
-    # h_l · conj(h_0) as a unit phasor: each link against the first (``relative_phasor``)
-    cross = np.empty(re.shape, dtype=np.complex64)  # (n, L, T, S)
-    cross.real = re * re[:, :1] + im * im[:, :1]
-    cross.imag = im * re[:, :1] - re * im[:, :1]
-    size = np.abs(cross)
-    np.divide(cross, size, out=cross, where=size > 0)
+    csi = np.empty(re.shape, dtype=np.complex64)  # (n, L, T, S)
+    csi.real, csi.imag = re, im
+    relative = relative_phasor(csi, link_axis=1)  # (n, L, T, S) against link 0
     with single_thread():
         phase = torch.atan2(torch.from_numpy(im), torch.from_numpy(re)).numpy()  # (n, L, T, S)
     # unwrap along S: remove whole turns from each step, then accumulate
@@ -117,4 +118,4 @@ def canonical_arrays(
     line = np.einsum("...s,s->...", phase, xc) / np.float32(max(float(xc @ xc), 1e-30))
     phase -= phase.mean(axis=-1, keepdims=True)
     phase -= line[..., None] * xc
-    return amp, phase, center_relative_phasors(cross, valid)
+    return amp, phase, center_relative_phasors(relative, valid)

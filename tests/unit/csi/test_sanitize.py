@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from invispose.csi.sanitize import (
-    center_relative_phase,
+    center_relative_phasors,
     conjugate_product,
     normalize_amplitude,
-    relative_phase,
+    relative_phasor,
     sanitize_phase,
 )
 
@@ -62,11 +62,39 @@ def test_conjugate_product_removes_a_common_random_offset(rng: np.random.Generat
         conjugate_product(csi, ref_rx=3)
 
 
+def relative_phase(csi: np.ndarray) -> np.ndarray:
+    """The relative phase as an angle, as the model sees it before centring."""
+    return np.angle(relative_phasor(csi))
+
+
+def center_relative_phase(rel: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``center_relative_phasors`` of angles."""
+    return center_relative_phasors(np.exp(1j * np.asarray(rel)), valid)
+
+
+def test_relative_phasor_is_a_unit_phasor_and_zero_without_signal(
+    rng: np.random.Generator,
+) -> None:
+    csi = rng.normal(size=(6, 3, 8)) + 1j * rng.normal(size=(6, 3, 8))  # (T, L, S)
+    csi[2, 0] = 0  # the reference link silent on one packet
+    csi[4, 1, 3] = 0  # one link silent on one subcarrier
+    out = relative_phasor(csi)
+    assert out.shape == (6, 3, 8) and out.dtype == np.complex64
+    silent = np.zeros(out.shape, dtype=bool)
+    silent[2], silent[4, 1, 3] = True, True
+    np.testing.assert_allclose(np.abs(out[~silent]), 1.0, atol=1e-6)
+    assert np.all(out[silent] == 0)
+    assert np.all(out[[0, 1, 3, 4, 5], 0] == 1)  # the reference is exactly 1
+    # links along another axis give the same values
+    moved = relative_phasor(np.moveaxis(csi, 1, 0), link_axis=0)  # (L, T, S)
+    np.testing.assert_array_equal(np.moveaxis(moved, 0, 1), out)
+
+
 def test_relative_phase_of_one_link_is_zero(rng: np.random.Generator) -> None:
     csi = rng.normal(size=(5, 1, 8)) + 1j * rng.normal(size=(5, 1, 8))  # (T, L, S)
     out = relative_phase(csi)
-    assert out.shape == (5, 1, 8) and out.dtype == np.float32
-    np.testing.assert_allclose(out, 0.0, atol=1e-6)  # h * conj(h) rounds to ~1e-8 rad
+    assert out.shape == (5, 1, 8)
+    assert np.all(out == 0)
 
 
 def test_relative_phase_by_hand() -> None:
@@ -80,7 +108,7 @@ def test_relative_phase_by_hand() -> None:
     expected = np.array([[0.0, 0.0], [np.pi / 2, 0.0], [-np.pi / 2, np.pi / 2]])
     np.testing.assert_allclose(relative_phase(csi), expected, atol=1e-6)
     with pytest.raises(ValueError, match="csi"):
-        relative_phase(np.ones(4, np.complex64))
+        relative_phasor(np.ones(4, np.complex64))
 
 
 def test_relative_phase_ignores_common_offset_and_timing(rng: np.random.Generator) -> None:
@@ -125,9 +153,9 @@ def test_center_relative_phase_skips_invalid_steps() -> None:
 
 def test_center_relative_phase_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="relative phase"):
-        center_relative_phase(np.zeros((4, 8)), np.ones(4, dtype=bool))
-    with pytest.raises(ValueError):
-        center_relative_phase(np.zeros((2, 4, 8)), np.ones(5, dtype=bool))  # T is 4
+        center_relative_phasors(np.ones((4, 8)), np.ones(4, dtype=bool))
+    with pytest.raises(ValueError, match="valid"):
+        center_relative_phasors(np.ones((2, 4, 8)), np.ones(5, dtype=bool))  # T is 4
 
 
 def test_normalize_amplitude_cancels_agc_and_keeps_link_ratios(rng: np.random.Generator) -> None:

@@ -7,9 +7,9 @@ import torch
 
 from invispose.csi.grid import canonical_positions
 from invispose.csi.sanitize import (
-    center_relative_phase,
+    center_relative_phasors,
     normalize_window_amplitude,
-    relative_phase,
+    relative_phasor,
     sanitize_phase,
 )
 from invispose.sim.dataset import generate_batch
@@ -40,8 +40,8 @@ def test_canonical_arrays_equal_the_runtime_sanitizers() -> None:
     assert np.allclose(amp, want_amp, atol=1e-5)
     close = np.isclose(phase, want_phase, atol=1e-4)
     assert close.mean() > 0.999  # unwrap ties may round either way
-    packets = relative_phase(np.swapaxes(csi, 1, 2))  # (n, T, L, S) per packet
-    want_rel = center_relative_phase(np.swapaxes(packets, 1, 2), valid)  # (n, L, T, S)
+    packets = relative_phasor(np.swapaxes(csi, 1, 2))  # (n, T, L, S) per packet
+    want_rel = center_relative_phasors(np.swapaxes(packets, 1, 2), valid)  # (n, L, T, S)
     assert np.allclose(rel, want_rel, atol=1e-4)
     assert np.all(rel[:, 0] == 0) and np.all(rel[:, :, 4] == 0)
     assert np.abs(rel[:, 1:]).mean() > 0.1  # the links differ, so it carries something
