@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import ray
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 1.0
 PING_TIMEOUT_S = 2.0
+MAX_UNSENT_EVENTS = 10_000  # router events held while the store is down (bounded)
 
 
 def _now() -> dt.datetime:
@@ -44,6 +46,8 @@ class SupervisorHost:
         self.routers: dict[str, Any] = {}
         self.router_configs: dict[str, RouterConfig] = {}
         self.router_states: dict[str, str] = {}
+        # router events seen but not yet stored (the store may be restarting), oldest first
+        self._unsent: deque[tuple[str, dict[str, Any], str]] = deque(maxlen=MAX_UNSENT_EVENTS)
         self.router_status: dict[str, dict[str, Any]] = {}
         self.started_s = time.time()
         self._watch: asyncio.Task[None] | None = None
@@ -174,22 +178,36 @@ class SupervisorHost:
         for (router_id, _), (state, status) in zip(self.routers.items(), results, strict=True):
             self.router_status[router_id] = status
             previous = self.router_states.get(router_id, "waiting")
-            self.router_states[router_id] = state
             config = self.router_configs[router_id]
             if previous == "connected" and state != "connected":
                 # a dead actor, a restarted one ("waiting" again) or a silent source
                 reason = status.get("last_error") or f"router {state}"
-                await self.emit(
+                self._unsent.append((
                     ev.ROUTER_DISCONNECTED,
                     ev.router_disconnected(router_id, _now(), config.space, reason=reason),
                     config.space,
-                )
+                ))
             elif state == "connected" and previous != "connected":
-                await self.emit(
+                self._unsent.append((
                     ev.ROUTER_CONNECTED,
                     ev.router_connected(router_id, _now(), config.space, config.kind),
                     config.space,
-                )
+                ))
+            self.router_states[router_id] = state
+        await self._flush_events()
+
+    async def _flush_events(self) -> None:
+        """Emit the router events not yet stored, oldest first.
+
+        A transition is recorded the moment it is seen; when the store is down (restarting)
+        ``emit`` raises and the events wait for the next check, in order, so none is lost
+        even if the router recovers before the store does.
+        """
+        while self._unsent:
+            event_type, data, space_id = self._unsent[0]
+            await self.emit(event_type, data, space_id)
+            self._unsent.popleft()
+
 
     # -- queries -------------------------------------------------------------------------
 

@@ -46,7 +46,10 @@ def build_app(site: SiteConfig) -> Application:
             "max_batch_size": inference.max_batch_size,
             "batch_wait_timeout_s": inference.batch_wait_timeout_s,
         },
-    ).bind(str(site.model.checkpoint), site.model.device, inference.torch_threads)
+    ).bind(
+        str(site.model.checkpoint), site.model.device, inference.torch_threads,
+        site.model.estimator,
+    )
     gateway = Gateway.options(
         num_replicas=site.serve.gateway_replicas,
         logging_config=QUIET,

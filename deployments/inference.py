@@ -1,20 +1,25 @@
-"""PoseEstimator: the shipped pose model behind Ray Serve, batched across routers."""
+"""PoseEstimator: the shipped pose model (or the classical localiser) behind Ray Serve."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from actors.common import ESTIMATOR_DEPLOYMENT
+from invispose.localise.classical import ClassicalEstimator
+from invispose.localise.views import views_from_windows
 from invispose.model.checkpoint import load_model
+from invispose.model.network import PoseNet
 from invispose.schemas import CsiWindow, Detection
 
 logger = logging.getLogger(__name__)
@@ -33,21 +38,34 @@ class EstimatorOptions(BaseModel):
 class PoseEstimator:
     """Loads a checkpoint once; ``__call__`` takes one window and returns its Detection."""
 
-    def __init__(self, checkpoint: str, device: str = "auto", torch_threads: int = 0) -> None:
+    def __init__(
+        self, checkpoint: str, device: str = "auto", torch_threads: int = 0,
+        estimator: str = "learned",
+    ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if torch_threads > 0:
             torch.set_num_threads(torch_threads)
         self.device = torch.device(device)
-        self.loaded = load_model(Path(checkpoint), self.device)
-        self.model = self.loaded.model
+        self.model: PoseNet | None = None
+        self.classical: ClassicalEstimator | None = None
+        if estimator == "learned" and not Path(checkpoint).exists():
+            logger.warning("PoseEstimator: no checkpoint at %s; using the classical localiser "
+                           "(model: classical)", checkpoint)
+            estimator = "classical"
+        if estimator == "classical":
+            self.classical = ClassicalEstimator()
+        else:
+            self.model = load_model(Path(checkpoint), self.device).model
+        self.estimator = estimator
         self.use_bf16 = self.device.type == "cuda"
         # torch runs on one worker thread so the replica's event loop keeps batching
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.batches = 0
         self.windows = 0
         self.batch_sizes: deque[int] = deque(maxlen=1000)
-        logger.info("PoseEstimator: %s on %s", checkpoint, self.device)
+        logger.info("PoseEstimator: %s on %s", checkpoint if self.model else estimator,
+                    self.device)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Apply batching settings from the config without a restart."""
@@ -56,6 +74,9 @@ class PoseEstimator:
         self.__call__.set_batch_wait_timeout_s(options.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
     def _predict(self, windows: list[CsiWindow]) -> list[Detection]:
+        if self.classical is not None:
+            return classical_detections(self.classical, windows)
+        assert self.model is not None
         if self.use_bf16:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return self.model.predict(windows, batch_size=len(windows))
@@ -78,4 +99,28 @@ class PoseEstimator:
             "mean_batch": self.windows / self.batches if self.batches else 0.0,
             "recent_batch_sizes": list(self.batch_sizes)[-100:],
             "device": str(self.device),
+            "estimator": self.estimator,
         }
+
+
+def classical_detections(
+    estimator: ClassicalEstimator, windows: list[CsiWindow]
+) -> list[Detection]:
+    """One Detection per window from the classical localiser (each router on its own)."""
+    detections = []
+    for window in windows:
+        started = time.perf_counter()
+        presence, keypoints, _ = estimator.estimate(views_from_windows([window]),
+                                                   window.room_size_m)
+        detections.append(
+            Detection(
+                router_id=window.router_id,
+                space_id=window.space_id,
+                t_end_s=window.t_end_s,
+                presence=presence,
+                keypoints_m=keypoints,
+                keypoint_conf=np.repeat(presence[:, None], keypoints.shape[1], axis=1),
+                latency_ms={"inference": 1000.0 * (time.perf_counter() - started)},
+            )
+        )
+    return detections

@@ -230,8 +230,17 @@ class ServeConfig(Strict):
 
 
 class ModelConfig(Strict):
-    """The pose model and the windows it consumes."""
+    """The pose model and the windows it consumes.
 
+    ``model: classical`` (shorthand for ``{estimator: classical}``) runs the classical
+    localiser (``invispose.localise``: back-projection, no weights) instead of a checkpoint.
+    """
+
+    estimator: Literal["learned", "classical"] = Field(
+        "learned",
+        description="learned: the checkpoint's network; classical: back-projection, no weights "
+        "(also used, with a warning, when the checkpoint file is missing)",
+    )
     checkpoint: Path = Field(Path("models/invispose-small.pt"), description="Weights file")
     rate_hz: float = Field(100.0, gt=0, description="Rate of the window's uniform time grid")
     window_samples: int = Field(64, ge=8, description="Time steps per window")
@@ -253,6 +262,14 @@ class SiteConfig(Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API authentication")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="HTTP and inference")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Pose model")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_shorthand(cls, data: Any) -> Any:
+        # `model: classical` or `model: learned` names the estimator alone
+        if isinstance(data, dict) and isinstance(data.get("model"), str):
+            data = {**data, "model": {"estimator": data["model"]}}
+        return data
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:

@@ -93,6 +93,12 @@ class CsiWindow:
     # timing slope cancel, antenna geometry stays), minus its window mean per link and
     # subcarrier (what is left is how people moved it); zero for a one-link router
     rel_phase: FloatArray
+    # complex64 (L, T, S): what moves, after one cleaning fit per packet shared by the
+    # router's antennas, minus the complex window mean, divided by the static RMS
+    # (``invispose.csi.dynamic``); the links stay phase-coherent up to fixed chain offsets
+    dynamic: ComplexArray
+    static: ComplexArray  # complex64 (L, S) the window mean, on the same scale
+    subcarrier_hz: FloatArray  # float32 (S,) canonical points' offsets from the carrier
     valid: BoolArray  # bool (T,) False where the time grid had no packet (gap)
     tx_pos_m: FloatArray  # float32 (L, 3) transmit antenna position, room metres
     rx_pos_m: FloatArray  # float32 (L, 3) receive antenna position, room metres
@@ -126,13 +132,21 @@ class Detection:
 class WindowBatch:
     """A batch of model inputs with ground truth: simulator output, shards, training.
 
-    N windows, L links (padded to the batch's largest link count, see ``link_mask``),
-    T time steps, S canonical subcarriers, P = MAX_PERSONS person slots.
+    N space windows (the links of every router of one space over the same time span), L
+    links (the routers' links one after another, padded to the batch's largest count, see
+    ``link_mask`` and ``link_router``), T time steps, S canonical subcarriers, P =
+    MAX_PERSONS person slots. ``valid`` marks the steps where every router had a packet
+    (a router's own gaps are also zeros in its links' arrays).
     """
 
     amplitude: FloatArray  # float32 (N, L, T, S)
     phase: FloatArray  # float32 (N, L, T, S)
     rel_phase: FloatArray  # float32 (N, L, T, S), as CsiWindow.rel_phase
+    dynamic: ComplexArray  # complex64 (N, L, T, S), as CsiWindow.dynamic
+    static: ComplexArray  # complex64 (N, L, S), as CsiWindow.static
+    subcarrier_hz: FloatArray  # float32 (N, L, S) carrier offsets of each link's points
+    carrier_hz: FloatArray  # float32 (N, L) each link's carrier (0 for padding)
+    link_router: npt.NDArray[np.int8]  # int8 (N, L) router of each link in its space, -1 pad
     valid: BoolArray  # bool (N, T) time steps that held a packet
     link_mask: BoolArray  # bool (N, L) real links (False = padding)
     tx_pos_m: FloatArray  # float32 (N, L, 3)
@@ -142,6 +156,7 @@ class WindowBatch:
     person_mask: BoolArray  # bool (N, P) slot holds a person
     activity: npt.NDArray[np.int8]  # int8 (N, P) index into ACTIVITIES, -1 for empty slots
     falling: BoolArray  # bool (N, P) the person falls during the window
+    n_routers: npt.NDArray[np.int8]  # int8 (N,) routers in the window's space
     hardware: list[str] = field(default_factory=list)  # (N,) hardware profile names
 
     def __len__(self) -> int:

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from invispose.schemas import ComplexArray, FloatArray, IntArray
 
 N_CANONICAL = 32
+SUBCARRIER_SPACING_HZ = 312_500.0  # 802.11n/ac OFDM subcarrier spacing
 SUBCHANNEL_DROP_DB = 20.0  # a 20 MHz sub-channel this far below the strongest is empty
 BIN_DROP_DB = 30.0  # a bin this far below its sub-channel's median carries no signal
 
@@ -202,6 +203,24 @@ def _plan(kept_bytes: bytes, n_out: int) -> _Plan:
     return plan
 
 
+def canonical_frequencies_hz(
+    kept_indices: npt.ArrayLike, n_out: int = N_CANONICAL
+) -> FloatArray:
+    """Offsets from the carrier (n_out,) in Hz of the canonical points of a kept index set.
+
+    The points ``to_canonical`` interpolates onto: evenly spaced from the lowest to the
+    highest kept subcarrier index (``kept_indices`` ascending, 312.5 kHz per index).
+    """
+    kept = np.asarray(kept_indices, dtype=np.float64)  # (K,)
+    if kept.ndim != 1 or kept.size < 2:
+        raise ValueError(f"need at least two kept subcarrier indices, got {kept.shape}")
+    centre = 0.5 * (kept[0] + kept[-1])
+    pos = _positions(int(n_out)).astype(np.float64)  # (n_out,)
+    index = centre + 0.5 * (kept[-1] - kept[0]) * pos  # (n_out,) index units from DC
+    out: FloatArray = (index * SUBCARRIER_SPACING_HZ).astype(np.float32)
+    return out
+
+
 def _cis(phase: npt.NDArray[np.float32]) -> ComplexArray:
     """exp(1j * phase) as complex64, via cos and sin (cheaper than a complex exp)."""
     out = np.empty(phase.shape, dtype=np.complex64)
@@ -232,6 +251,7 @@ def _derotated_canonical(
     bandwidth_mhz: int,
     n_out: int,
     keep: npt.NDArray[np.bool_] | None = None,
+    common_slope: bool = False,
 ) -> tuple[ComplexArray, npt.NDArray[np.float32], FloatArray]:
     """Canonical CSI with its linear phase ramp removed, the ramp's slope and positions.
 
@@ -239,6 +259,8 @@ def _derotated_canonical(
     radians per subcarrier index, output positions float32 (n_out,) in index units
     measured from the band's middle). The full CSI is ``out * exp(1j * slope * x_out)``.
     ``keep`` (n_sub,) fixes the kept subcarriers (default: ``kept_mask`` of this batch).
+    ``common_slope``: one slope per packet for all links along axis -2 (..., L, n_sub), as
+    one receiver's timing puts it on all its antennas; the links stay phase-coherent.
     """
     values = np.asarray(csi).astype(np.complex64, copy=False)  # (..., n_sub)
     sub = np.asarray(subcarriers, dtype=np.int64)  # (n_sub,)
@@ -255,6 +277,10 @@ def _derotated_canonical(
     hi = np.take(values, kept[plan.pair_hi], axis=-1)  # (..., P)
     lo = np.conj(lo, out=lo)
     step_sum = np.einsum("...p,...p->...", hi, lo)  # (...,) sum of h[k+1] conj(h[k])
+    if common_slope:
+        if step_sum.ndim < 1:
+            raise ValueError("common_slope needs csi shaped (..., L, n_sub)")
+        step_sum = np.broadcast_to(step_sum.sum(axis=-1, keepdims=True), step_sum.shape)
     slope = (np.angle(step_sum) / np.float32(plan.step)).astype(np.float32)  # (...,)
     # derotate only the two neighbours each output point interpolates between
     s = slope[..., None]  # (..., 1)

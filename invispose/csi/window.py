@@ -18,7 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from invispose.csi.grid import N_CANONICAL, _derotated_canonical, _positions, kept_mask
+from invispose.csi.dynamic import window_dynamic
+from invispose.csi.grid import (
+    N_CANONICAL,
+    _derotated_canonical,
+    _positions,
+    canonical_frequencies_hz,
+    kept_mask,
+)
 from invispose.csi.sanitize import (
     center_relative_phasors,
     normalize_window_amplitude,
@@ -52,19 +59,8 @@ def window_arrays(
     whose CSI is all zero (the simulator's missing packets) are left out of that mean and
     come out zero.
     """
-    values = np.asarray(csi)  # (..., T, n_tx, n_rx, n_sub)
-    if values.ndim < 4:
-        raise ValueError(f"csi needs shape (..., T, n_tx, n_rx, n_sub), got {values.shape}")
-    *lead, n_t, n_tx, n_rx, n_sub = values.shape
-    links = values.reshape(*lead, n_t, n_tx * n_rx, n_sub)  # (..., T, L, n_sub) tx-major
-    # (..., T, L, S) each
-    amplitude, phase, rel = packet_arrays(links, subcarriers, bandwidth_mhz, n_out)
-    valid = np.any(values != 0, axis=(-3, -2, -1))  # (..., T) packets that arrived
-    # (..., T, L, S) -> (..., L, T, S)
-    amplitude = normalize_window_amplitude(np.swapaxes(amplitude, -3, -2))  # (..., L, T, S)
-    phase = np.ascontiguousarray(np.swapaxes(phase, -3, -2))
-    rel_phase = center_relative_phasors(np.swapaxes(rel, -3, -2), valid)  # (..., L, T, S)
-    return amplitude, phase, rel_phase
+    features = window_features(csi, subcarriers, bandwidth_mhz, n_out)
+    return features.amplitude, features.phase, features.rel_phase
 
 
 def packet_arrays(
@@ -73,19 +69,90 @@ def packet_arrays(
     bandwidth_mhz: int,
     n_out: int = N_CANONICAL,
     keep: npt.NDArray[np.bool_] | None = None,
-) -> tuple[FloatArray, FloatArray, ComplexArray]:
-    """Per-packet amplitude, phase, relative phasor: links (..., L, n_sub) -> 3 x (..., L, n_out).
+) -> tuple[FloatArray, FloatArray, ComplexArray, ComplexArray]:
+    """Per-packet amplitude, phase, relative phasor and coherent canonical CSI.
 
-    The per-packet core of ``window_arrays``; ``keep`` (n_sub,) fixes the kept
-    subcarriers (default: decided from this batch, see ``grid.kept_mask``). Amplitude is
-    raw (normalised per window); the relative phase is a unit phasor (``relative_phasor``),
-    centred and turned into an angle per window.
+    links (..., L, n_sub) -> 4 x (..., L, n_out). The per-packet core of
+    ``window_arrays`` and ``window_features``; ``keep`` (n_sub,) fixes the kept
+    subcarriers (default: decided from this batch, see ``grid.kept_mask``). One timing
+    slope per packet is taken out of all links alike (the links stay phase-coherent, as
+    ``dynamic.window_dynamic`` needs); amplitude is raw (normalised per window); the
+    relative phase is a unit phasor (``relative_phasor``), centred and turned into an
+    angle per window.
     """
-    canon, _, _ = _derotated_canonical(links, subcarriers, bandwidth_mhz, n_out, keep)
+    canon, _, _ = _derotated_canonical(
+        links, subcarriers, bandwidth_mhz, n_out, keep, common_slope=True
+    )  # (..., L, S) complex64
     amplitude = np.abs(canon).astype(np.float32)  # (..., L, S) raw; normalised per window
     phase = sanitize_phase(canon, _positions(n_out))  # (..., L, S)
     rel = relative_phasor(canon)  # (..., L, S) complex, against link 0
-    return amplitude, phase, rel
+    return amplitude, phase, rel, canon
+
+
+def kept_frequencies_hz(
+    subcarriers: npt.ArrayLike, bandwidth_mhz: int, keep: npt.NDArray[np.bool_],
+    n_out: int = N_CANONICAL,
+) -> FloatArray:
+    """Carrier offsets (n_out,) in Hz of the canonical points for the kept subcarriers."""
+    sub = np.asarray(subcarriers, dtype=np.int64)  # (n_sub,)
+    return canonical_frequencies_hz(sub[keep], n_out)
+
+
+@dataclass(slots=True)
+class WindowFeatures:
+    """Everything the model and the classical localiser take from one router window."""
+
+    amplitude: FloatArray  # float32 (..., L, T, S) normalised per window
+    phase: FloatArray  # float32 (..., L, T, S) sanitized per packet and link
+    rel_phase: FloatArray  # float32 (..., L, T, S) against link 0, window mean removed
+    dynamic: ComplexArray  # complex64 (..., L, T, S) see ``dynamic.window_dynamic``
+    static: ComplexArray  # complex64 (..., L, S)
+    subcarrier_hz: FloatArray  # float32 (S,) offsets of the canonical points from the carrier
+
+
+def window_features(
+    csi: npt.ArrayLike,
+    subcarriers: npt.ArrayLike,
+    bandwidth_mhz: int,
+    n_out: int = N_CANONICAL,
+    gain_db: npt.ArrayLike | None = None,
+) -> WindowFeatures:
+    """All per-window features of CSI (..., T, n_tx, n_rx, n_sub); zero packets are gaps.
+
+    The same arrays the ``Windower`` cuts from a stream of frames; ``gain_db`` (..., T)
+    is the gain the hardware reported per packet, or None.
+    """
+    values = np.asarray(csi)  # (..., T, n_tx, n_rx, n_sub)
+    if values.ndim < 4:
+        raise ValueError(f"csi needs shape (..., T, n_tx, n_rx, n_sub), got {values.shape}")
+    *lead, n_t, n_tx, n_rx, n_sub = values.shape
+    links = values.reshape(*lead, n_t, n_tx * n_rx, n_sub)  # (..., T, L, n_sub) tx-major
+    keep = kept_mask(subcarriers, bandwidth_mhz, links)  # (n_sub,)
+    amplitude, phase, rel, canon = packet_arrays(
+        links, subcarriers, bandwidth_mhz, n_out, keep
+    )  # (..., T, L, S) each
+    valid = np.any(values != 0, axis=(-3, -2, -1))  # (..., T) packets that arrived
+    return _assemble(amplitude, phase, rel, canon, valid, gain_db,
+                     kept_frequencies_hz(subcarriers, bandwidth_mhz, keep, n_out))
+
+
+def _assemble(
+    amplitude: FloatArray, phase: FloatArray, rel: ComplexArray, canon: ComplexArray,
+    valid: npt.NDArray[np.bool_], gain_db: npt.ArrayLike | None, subcarrier_hz: FloatArray,
+) -> WindowFeatures:
+    """Per-packet arrays (..., T, L, S) of one window -> its features (see WindowFeatures)."""
+    mask = valid[..., None, None]  # (..., T, 1, 1)
+    amplitude = np.where(mask, amplitude, np.float32(0.0))
+    phase = np.where(mask, phase, np.float32(0.0))
+    split = window_dynamic(canon, valid, gain_db=gain_db)
+    return WindowFeatures(
+        amplitude=normalize_window_amplitude(np.swapaxes(amplitude, -3, -2)),  # (..., L, T, S)
+        phase=np.ascontiguousarray(np.swapaxes(phase, -3, -2)),
+        rel_phase=center_relative_phasors(np.swapaxes(rel, -3, -2), valid),
+        dynamic=split.dynamic,
+        static=split.static,
+        subcarrier_hz=subcarrier_hz,
+    )
 
 
 def link_positions(
@@ -132,10 +199,13 @@ class _Ring:
     amplitude: FloatArray  # float32 (capacity, L, S) valid where ``done``
     phase: FloatArray  # float32 (capacity, L, S)
     rel_phasor: ComplexArray  # complex64 (capacity, L, S) unit phasors against link 0
+    canon: ComplexArray  # complex64 (capacity, L, S) coherent canonical CSI
+    gain_db: npt.NDArray[np.float32]  # (capacity,) reported receiver gain, NaN if none
     done: npt.NDArray[np.bool_]  # (capacity,) slot processed with the current ``keep``
     subcarriers: npt.NDArray[np.int16]  # (n_sub,)
     bandwidth_mhz: int
     keep: npt.NDArray[np.bool_] | None = None  # (n_sub,) kept subcarriers, once decided
+    subcarrier_hz: FloatArray | None = None  # (S,) canonical offsets for ``keep``
     keep_at: int = 0  # ``pushed`` when the kept set was decided
     pushed: int = 0  # packets pushed since the ring was (re)started
     head: int = 0  # next slot to write
@@ -150,6 +220,8 @@ class _Ring:
             amplitude=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
             phase=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.float32),
             rel_phasor=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.complex64),
+            canon=np.zeros((capacity, n_tx * n_rx, n_out), dtype=np.complex64),
+            gain_db=np.full(capacity, np.nan, dtype=np.float32),
             done=np.zeros(capacity, dtype=bool),
             subcarriers=np.asarray(frame.subcarriers, dtype=np.int16).copy(),
             bandwidth_mhz=frame.bandwidth_mhz,
@@ -158,6 +230,7 @@ class _Ring:
     def push(self, frame: CsiFrame) -> None:
         self.csi[self.head] = frame.csi
         self.device_s[self.head] = frame.device_time_s
+        self.gain_db[self.head] = np.nan if frame.agc_db is None else frame.agc_db
         self.done[self.head] = False
         self.pushed += 1
         self.head = (self.head + 1) % self.csi.shape[0]
@@ -183,18 +256,22 @@ class _Ring:
             keep = kept_mask(self.subcarriers, self.bandwidth_mhz, rows)
             if self.keep is None or not np.array_equal(keep, self.keep):
                 self.done.fill(False)
+                self.subcarrier_hz = kept_frequencies_hz(
+                    self.subcarriers, self.bandwidth_mhz, keep, self.amplitude.shape[-1]
+                )
             self.keep, self.keep_at = keep, self.pushed
         todo = slots[~self.done[slots]]  # (m,)
         if todo.size == 0:
             return
         n_tx, n_rx, n_sub = self.csi.shape[1:]
         links = self.csi[todo].reshape(todo.size, n_tx * n_rx, n_sub)  # (m, L, n_sub)
-        amplitude, phase, rel = packet_arrays(
+        amplitude, phase, rel, canon = packet_arrays(
             links, self.subcarriers, self.bandwidth_mhz, self.amplitude.shape[-1], self.keep
         )  # (m, L, S) each
         self.amplitude[todo] = amplitude
         self.phase[todo] = phase
         self.rel_phasor[todo] = rel
+        self.canon[todo] = canon
         self.done[todo] = True
 
 
@@ -311,16 +388,15 @@ class Windower:
         grid_s = time_grid(self._newest_device_s, self.rate_hz, self.window_samples)  # (T,)
         index, valid = nearest_indices(ring.device_s, grid_s, self.max_gap_s)  # (T,), (T,)
         ring.process(np.unique(index[valid]), self.window_samples)
-        # (T, L, S) gathered per grid point, zero where no packet, then (L, T, S)
-        amplitude = ring.amplitude[index]
-        phase = ring.phase[index]
-        rel = ring.rel_phasor[index]
-        amplitude[~valid] = 0.0
-        phase[~valid] = 0.0
-        amplitude = normalize_window_amplitude(amplitude.transpose(1, 0, 2))  # (L, T, S)
-        phase = np.ascontiguousarray(phase.transpose(1, 0, 2))
-        # centring leaves invalid points out of the mean and sets them to zero
-        rel_phase = center_relative_phasors(rel.transpose(1, 0, 2), valid)  # (L, T, S)
+        # (T, L, S) gathered per grid point; grid points without a packet are masked
+        gain = ring.gain_db[index]  # (T,)
+        reported = bool(np.all(np.isfinite(gain[valid]))) and bool(valid.any())
+        assert ring.subcarrier_hz is not None  # set by process()
+        features = _assemble(
+            ring.amplitude[index], ring.phase[index], ring.rel_phasor[index],
+            np.where(valid[:, None, None], ring.canon[index], np.complex64(0.0)), valid,
+            np.where(valid, gain, 0.0) if reported else None, ring.subcarrier_hz,
+        )
         n_tx, n_rx = ring.csi.shape[1], ring.csi.shape[2]
         tx, rx = link_positions(self.tx_pos_m[:n_tx], self.rx_pos_m[:n_rx])  # (L, 3) each
         carrier_hz = self.carrier_hz or carrier_from_channel(self._newest_channel)
@@ -328,9 +404,12 @@ class Windower:
             router_id=self.router_id,
             space_id=self.space_id,
             t_end_s=self._newest_arrival_s,
-            amplitude=amplitude,
-            phase=phase,
-            rel_phase=rel_phase,
+            amplitude=features.amplitude,
+            phase=features.phase,
+            rel_phase=features.rel_phase,
+            dynamic=features.dynamic,
+            static=features.static,
+            subcarrier_hz=features.subcarrier_hz,
             valid=valid,
             tx_pos_m=tx,
             rx_pos_m=rx,

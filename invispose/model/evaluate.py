@@ -1,9 +1,17 @@
-"""Evaluation of a checkpoint on a simulator split, next to the mean-pose baseline.
+"""Evaluation of a checkpoint on a simulator split, next to two baselines.
 
-The baseline predicts the training set's mean pose (joints relative to the hip centre,
-placed at the mean hip position relative to the room) for every true person, so every
-pose metric shows how much the model learned beyond "a person stands about there". Its
-count is the training set's most frequent person count and it never predicts a fall.
+* ``baseline`` (mean pose): the training set's mean pose (joints relative to the hip
+  centre, placed at the mean hip position relative to the room: about the room centre)
+  for every true person, so every pose metric shows how much the model learned beyond "a
+  person stands about there". Its count is the training set's most frequent person count
+  and it never predicts a fall.
+* ``classical``: the mean pose stood at the classical localiser's peaks (back-projection
+  of the dynamic channel, ``invispose.localise``; no learning), counting 0 or 1 people.
+
+Each column carries the pose metrics (``metrics.py``) and the location metrics
+(``location_metrics.py``: hip-centre floor error, root-relative MPJPE, count confusion,
+per router count and motion). ``checkpoint="classical"`` evaluates the classical
+estimator alone (its column doubles as ``model``).
 """
 
 from __future__ import annotations
@@ -12,14 +20,16 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 
 from invispose.errors import ModelError, SimulationError
+from invispose.localise.classical import ClassicalEstimator
 from invispose.model.checkpoint import DEFAULT_CHECKPOINT, load_model
+from invispose.model.location_metrics import LocationAccumulator
 from invispose.model.metrics import MeanPoseStats, MetricAccumulator, Projection
 from invispose.model.network import PoseNet, inputs_from_batch
 from invispose.schemas import MAX_PERSONS, FloatArray, WindowBatch
@@ -27,6 +37,8 @@ from invispose.schemas import MAX_PERSONS, FloatArray, WindowBatch
 logger = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("same-layout", "cross-layout", "cross-hardware")
+CLASSICAL = "classical"  # the checkpoint name that evaluates the classical estimator
+MAX_ROUTERS = 4
 #: windows generated per simulator call: bounds memory for large evaluations
 EVAL_CHUNK = 256
 #: training windows drawn for the baseline when a checkpoint carries no mean pose
@@ -44,30 +56,43 @@ METRIC_LABELS = {
 }
 
 
+COLUMNS = ("model", "baseline", "classical")
+
+
+def clean_json(value: Any) -> Any:
+    """Nested metrics for JSON: floats rounded to 4 places, nan as None."""
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 4)
+    return value
+
+
 @dataclass
 class Evaluation:
-    """Metrics of the model and of the baseline on one split."""
+    """Metrics of the model and of the two baselines on one split."""
 
     split: str
     seed: int
     windows: int
-    model: dict[str, float]
-    baseline: dict[str, float]
+    model: dict[str, Any]
+    baseline: dict[str, Any]
+    classical: dict[str, Any]
     persons: int | None = None  # only windows with exactly this many people were scored
+    routers: int | None = None  # only spaces with exactly this many routers were simulated
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document; undefined metrics (nan) become null."""
-
-        def clean(values: dict[str, float]) -> dict[str, float | None]:
-            return {k: (None if math.isnan(v) else round(v, 4)) for k, v in values.items()}
-
         doc: dict[str, Any] = {
             "split": self.split,
             "seed": self.seed,
             "windows": self.windows,
-            "model": clean(self.model),
-            "baseline": clean(self.baseline),
+            **{name: clean_json(getattr(self, name)) for name in COLUMNS},
         }
+        if self.routers is not None:
+            doc["routers"] = self.routers
         if self.persons is not None:
             doc["persons"] = self.persons
         return doc
@@ -76,18 +101,46 @@ class Evaluation:
         """A plain-text table for the terminal."""
         lines = [
             f"split {self.split}, seed {self.seed}, {self.windows} windows"
-            + ("" if self.persons is None else f" with exactly {self.persons} people"),
-            f"{'metric':<16} {'model':>9} {'mean pose':>10}",
+            + ("" if self.persons is None else f" with exactly {self.persons} people")
+            + ("" if self.routers is None else f", {self.routers} router(s) per space"),
+            f"{'metric':<24} {'model':>9} {'mean pose':>10} {'classical':>10}",
         ]
-        for key, label in METRIC_LABELS.items():
-            cells = [
-                "n/a" if math.isnan(v) else f"{v:.1f}" if key.endswith("_mm") else f"{v:.3f}"
-                for v in (self.model[key], self.baseline[key])
-            ]
-            lines.append(f"{label:<16} {cells[0]:>9} {cells[1]:>10}")
-        lines.append("mean pose: the training mean pose at the true person count;")
+        columns = (self.model, self.baseline, self.classical)
+        rows: list[tuple[str, list[float]]] = [
+            (label, [float(c[key]) for c in columns]) for key, label in METRIC_LABELS.items()
+        ]
+        for key, label in LOCATION_LABELS.items():
+            rows.append((label, [_location_value(c, key) for c in columns]))
+        groups = sorted({r for c in columns for r in c.get("by_routers", {})})
+        for r in groups:
+            rows.append((f"hip error median, {r} rtr",
+                         [_location_value(c.get("by_routers", {}).get(r, {}), "root_median")
+                          for c in columns]))
+        for label, values in rows:
+            cells = ["n/a" if math.isnan(v) else f"{v:.1f}" if "mm" in label else f"{v:.3f}"
+                     for v in values]
+            lines.append(f"{label:<24} {cells[0]:>9} {cells[1]:>10} {cells[2]:>10}")
+        lines.append("mean pose: the training mean pose at the true person count (pose metrics);")
         lines.append("  its count is the most frequent training count; it never predicts a fall")
+        lines.append("classical: the mean pose at the back-projection's peak; counts 0 or 1")
         return "\n".join(lines)
+
+
+LOCATION_LABELS = {
+    "root_median": "hip error median (m)",
+    "root_p90": "hip error p90 (m)",
+    "root_relative_mpjpe_mm": "root-rel. MPJPE (mm)",
+    "one_person_exactly_one": "1 person -> exactly 1",
+}
+
+
+def _location_value(column: dict[str, Any], key: str) -> float:
+    """A location metric of a column for the table (nan where absent)."""
+    if key.startswith("root_") and key != "root_relative_mpjpe_mm":
+        value = column.get("root_error_m", {}).get(key.removeprefix("root_"))
+    else:
+        value = column.get(key)
+    return float("nan") if value is None else float(value)
 
 
 def predict_arrays(
@@ -119,39 +172,83 @@ def take(batch: WindowBatch, idx: np.ndarray) -> WindowBatch:
     return WindowBatch(hardware=hardware, **arrays)
 
 
+def classical_from_mean_pose(mean_pose: MeanPoseStats) -> ClassicalEstimator:
+    """The classical estimator with the training set's mean pose and hip height."""
+    n = max(mean_pose.n_persons, 1)
+    offsets = mean_pose.offset_sum_m / n  # (J, 3) joints around the hip centre
+    return ClassicalEstimator(pose_offsets_m=offsets.astype(np.float32),
+                              hip_height_fraction=float(mean_pose.centre_norm_sum[2] / n))
+
+
+@dataclass
+class _Column:
+    """The accumulators of one evaluated predictor."""
+
+    poses: MetricAccumulator
+    places: LocationAccumulator = field(default_factory=LocationAccumulator)
+
+    def update(
+        self, batch: WindowBatch, presence: FloatArray, keypoints: FloatArray,
+        fall: FloatArray, count: np.ndarray | None = None,
+    ) -> None:
+        truth = (batch.keypoints_m, batch.person_mask, batch.falling, batch.room_size_m)
+        self.poses.update(presence, keypoints, fall, *truth, count)
+        self.places.update(presence, keypoints, batch.keypoints_m, batch.person_mask,
+                           batch.activity, batch.n_routers, count)
+
+    def result(self) -> dict[str, Any]:
+        return {**self.poses.result(), **self.places.result()}
+
+
 def evaluate_batches(
-    model: PoseNet,
+    model: PoseNet | None,
     batches: Iterable[WindowBatch],
     mean_pose: MeanPoseStats,
     project: Projection | None,
     device: torch.device | str = "cpu",
     batch_size: int = 64,
-) -> tuple[dict[str, float], dict[str, float], int]:
-    """Model metrics, baseline metrics and the number of windows seen."""
-    ours = MetricAccumulator(project=project)
-    base = MetricAccumulator(project=project)
-    k = model.cfg.max_persons
+    classical: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
+    """Metrics of the model, the mean-pose baseline and the classical estimator; windows seen.
+
+    ``model`` None: the classical estimator is the model. ``classical`` False skips it
+    (its column stays empty: training's validation needs only the model).
+    """
+    if model is None and not classical:
+        raise ModelError("nothing to evaluate: no model and no classical estimator")
+    ours, base, classic = (_Column(MetricAccumulator(project=project)) for _ in range(3))
+    estimator = classical_from_mean_pose(mean_pose) if classical else None
+    k = MAX_PERSONS if model is None else model.cfg.max_persons
+    windows = 0
     for batch in batches:
         if len(batch) == 0:
             continue
-        presence, keypoints, fall = predict_arrays(model, batch, device, batch_size)
-        truth = (batch.keypoints_m, batch.person_mask, batch.falling, batch.room_size_m)
-        ours.update(presence, keypoints, fall, *truth)
+        windows += len(batch)
+        if estimator is not None:
+            c_presence, c_keypoints = estimator.predict_batch(batch)
+            classic.update(batch, c_presence, c_keypoints, np.zeros_like(c_presence))
+        if model is not None:
+            presence, keypoints, fall = predict_arrays(model, batch, device, batch_size)
+            ours.update(batch, presence, keypoints, fall)
         counts = batch.person_mask.sum(1)  # (N,) the true count: pose metrics on equal terms
         b_presence, b_keypoints = mean_pose.predict(batch.room_size_m, counts, k)
         majority = np.full(len(batch), mean_pose.majority_count)
-        base.update(b_presence, b_keypoints, np.zeros_like(b_presence), *truth, majority)
-    return ours.result(), base.result(), ours.windows
+        base.update(batch, b_presence, b_keypoints, np.zeros_like(b_presence), majority)
+    model_result = classic.result() if model is None else ours.result()
+    return model_result, base.result(), classic.result(), windows
 
 
 def simulator_batches(
-    split: str, seed: int, n_windows: int, chunk: int = EVAL_CHUNK
+    split: str, seed: int, n_windows: int, chunk: int = EVAL_CHUNK, **options: Any
 ) -> Iterator[WindowBatch]:
-    """``n_windows`` windows of a split, generated ``chunk`` at a time (deterministic in seed)."""
+    """``n_windows`` windows of a split, generated ``chunk`` at a time (deterministic in seed).
+
+    ``options`` go to ``generate_batch`` (e.g. ``routers=2``).
+    """
     generate_batch = simulator_generate()
     for index, start in enumerate(range(0, n_windows, chunk)):
         chunk_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-        yield generate_batch(split, chunk_seed, min(chunk, n_windows - start))
+        yield generate_batch(split, chunk_seed, min(chunk, n_windows - start), **options)
 
 
 def simulator_generate() -> Any:
@@ -196,36 +293,43 @@ def evaluate_checkpoint(
     device: str = "cpu",
     batch_size: int = 64,
     persons: int | None = None,
+    routers: int | None = None,
 ) -> Evaluation:
     """Load a checkpoint and evaluate it on ``n_windows`` simulator windows of ``split``.
 
     ``persons``: score only the windows (of those ``n_windows``) holding exactly that many
     people, e.g. 1 for the single-person numbers; ``Evaluation.windows`` says how many.
+    ``routers``: simulate spaces with exactly that many routers (default: 1-4 mixed).
+    ``path`` "classical": evaluate the classical estimator, with no weights.
     """
     if split not in (*EVAL_SPLITS, "val"):
         raise ModelError(f"unknown split {split!r}; choose one of {', '.join(EVAL_SPLITS)}")
     if persons is not None and not 0 <= persons <= MAX_PERSONS:
         raise ModelError(f"persons must be 0..{MAX_PERSONS}, got {persons}")
-    loaded = load_model(path, device)
-    mean_pose = loaded.mean_pose
+    if routers is not None and not 1 <= routers <= MAX_ROUTERS:
+        raise ModelError(f"routers must be 1..{MAX_ROUTERS}, got {routers}")
+    classical_only = str(path) == CLASSICAL
+    model: PoseNet | None = None
+    mean_pose: MeanPoseStats | None = None
+    if not classical_only:
+        loaded = load_model(path, device)
+        model, mean_pose = loaded.model, loaded.mean_pose
     if mean_pose is None or mean_pose.n_persons == 0:
-        logger.warning("checkpoint %s has no mean pose; drawing it from the train split", path)
+        if not classical_only:
+            logger.warning("checkpoint %s has no mean pose; drawing it from the train split", path)
         mean_pose = baseline_from_simulator(seed)
     project = front_projection()
-    batches = simulator_batches(split, seed, n_windows)
+    options = {} if routers is None else {"routers": routers}
+    batches = simulator_batches(split, seed, n_windows, **options)
     if persons is not None:
         batches = (
             take(b, np.flatnonzero(b.person_mask.sum(1) == persons)) for b in batches
         )
     try:
-        model_metrics, base_metrics, windows = evaluate_batches(
-            loaded.model,
-            batches,
-            mean_pose,
-            project,
-            device,
-            batch_size,
+        model_metrics, base_metrics, classic_metrics, windows = evaluate_batches(
+            model, batches, mean_pose, project, device, batch_size
         )
     except (ValueError, RuntimeError) as exc:  # the model does not fit the simulator's windows
         raise ModelError(f"evaluation on {split} failed: {exc}") from exc
-    return Evaluation(split, seed, windows, model_metrics, base_metrics, persons)
+    return Evaluation(split, seed, windows, model_metrics, base_metrics, classic_metrics,
+                      persons, routers)

@@ -267,8 +267,12 @@ def validate(
     device: torch.device,
 ) -> dict[str, float]:
     """Validation MPJPE, count accuracy, falls, and the baseline's MPJPE (no projection)."""
-    ours, base, _ = evaluate_batches(model, [val], mean_pose, None, device, cfg.batch_size)
-    return {**ours, "baseline_mpjpe_mm": base["mpjpe_mm"]}
+    ours, base, _, _ = evaluate_batches(
+        model, [val], mean_pose, None, device, cfg.batch_size, classical=False
+    )
+    flat = {k: float(v) for k, v in ours.items() if isinstance(v, float | int)}
+    flat["root_error_median_m"] = float(ours["root_error_m"]["median"])
+    return {**flat, "baseline_mpjpe_mm": float(base["mpjpe_mm"])}
 
 
 def train_step(

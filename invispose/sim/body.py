@@ -9,6 +9,10 @@ lower ankle rests on the support surface and nothing goes through it.
 
 Proportions follow Drillis & Contini (segment lengths as fractions of stature).
 All functions broadcast over any leading dimensions (persons, time).
+
+Breathing moves the chest wall forward (``Pose.breath_m``); the skeleton shows it as the
+shoulders and arms moving with it by the same few millimetres, and ``body_parts`` reads it
+back from them (the head stays on the trunk's rigid axis) to move the front of the torso.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Pose:
     trunk_pitch: F32  # (...,) upper body forward bend relative to the pelvis
     limbs: F32  # (..., 8, 2) (flexion, abduction) per limb, radians
     support_z: F32  # (...,) height of the surface the body rests on (floor 0, bed, chair)
+    breath_m: F32 | None = None  # (...,) chest wall forward of its rest position (None: 0)
 
     @staticmethod
     def blend(a: Pose, b: Pose, w: npt.ArrayLike) -> Pose:
@@ -78,7 +83,18 @@ class Pose:
             trunk_pitch=a.trunk_pitch + wt * (b.trunk_pitch - a.trunk_pitch),
             limbs=a.limbs + wt[..., None, None] * (b.limbs - a.limbs),
             support_z=a.support_z + wt * (b.support_z - a.support_z),
+            breath_m=_blend_optional(a.breath_m, b.breath_m, wt),
         )
+
+
+def _blend_optional(a: F32 | None, b: F32 | None, w: F32) -> F32 | None:
+    """Blend of two optional arrays (None counts as zeros)."""
+    if a is None and b is None:
+        return None
+    a0 = np.zeros_like(b) if a is None else a
+    b0 = np.zeros_like(a0) if b is None else b
+    out: F32 = (a0 + w * (b0 - a0)).astype(np.float32)
+    return out
 
 
 # body-frame templates in units of stature: face (5), shoulders (2), hips (2)
@@ -122,6 +138,8 @@ def keypoints_major(pose: Pose, height_m: npt.ArrayLike) -> F32:
     kp[:7] = _UPPER.reshape(7, 3, *([1] * len(shape))) * h  # face, shoulders
     kp[7:9] = kp[5:7] + seg[0:2]  # elbows
     kp[9:11] = kp[7:9] + seg[2:4]  # wrists
+    if pose.breath_m is not None:  # the chest wall carries shoulders and arms forward
+        kp[5:11, 1] += pose.breath_m
     _pitch_in_place(kp[:11], pose.trunk_pitch)  # the upper body bends at the hips
     kp[11:13] = _HIPS.reshape(2, 3, *([1] * len(shape))) * h
     kp[13:15] = kp[11:13] + seg[4:6]  # knees
@@ -149,10 +167,10 @@ def keypoints(pose: Pose, height_m: npt.ArrayLike) -> F32:
 
 # --- body parts as scatterers ---------------------------------------------------------
 
-#: (keypoint indices averaged for end a, for end b, radius as fraction of stature)
+#: (keypoint indices averaged for end a, for end b, radius as fraction of stature) of the
+#: parts other than the torso
 PARTS: tuple[tuple[tuple[int, ...], tuple[int, ...], float], ...] = (
     ((3, 4), (3, 4), 0.058),  # head: a sphere at the ears' midpoint
-    ((11, 12), (5, 6), 0.075),  # torso
     ((5,), (7,), 0.026),
     ((6,), (8,), 0.026),
     ((7,), (9,), 0.021),
@@ -162,11 +180,57 @@ PARTS: tuple[tuple[tuple[int, ...], tuple[int, ...], float], ...] = (
     ((13,), (15,), 0.028),
     ((14,), (16,), 0.028),
 )
-N_PARTS = len(PARTS)
-TORSO_PART = 1  # index of the torso in PARTS
-PART_RADIUS = np.asarray([p[2] for p in PARTS], dtype=np.float32)  # (N_PARTS,)
+TORSO_RADIUS = 0.075  # of stature
+#: the torso returns from a few points on its surface rather than one: (right, forward)
+#: in torso radii, up in torso half-lengths, and how much of the breathing each point
+#: follows. Their path lengths differ by tens of centimetres and change differently as the
+#: body moves, turns and breathes, so their sum fades in and out (speckle).
+TORSO_POINTS: tuple[tuple[float, float, float, float], ...] = (
+    (0.0, 0.85, 0.35, 1.0),  # chest
+    (-0.75, -0.45, -0.25, 0.3),  # left flank and back
+    (0.75, -0.45, -0.25, 0.3),  # right flank and back
+)
+N_TORSO = len(TORSO_POINTS)
+TORSO_PART = 1  # index of the chest point: the torso's representative for wall bounces
+N_PARTS = len(PARTS) + N_TORSO  # head, torso points, then the limbs
+_ORDER = (0, *range(1 + N_TORSO, N_PARTS))  # slots of PARTS' entries among all parts
+#: each torso point is a spheroid 1/sqrt(N_TORSO) the torso's size: 1/N_TORSO of its RCS
+_TORSO_SCALE = float(1.0 / np.sqrt(N_TORSO))
+PART_RADIUS = np.asarray(
+    [PARTS[0][2], *[TORSO_RADIUS * _TORSO_SCALE] * N_TORSO, *[p[2] for p in PARTS[1:]]],
+    dtype=np.float32,
+)  # (N_PARTS,)
+_TP = np.asarray(TORSO_POINTS, dtype=np.float32)  # (N_TORSO, 4)
 #: points along the body axis, feet to head (pairs of keypoints averaged), for shadowing
 AXIS_POINTS: tuple[tuple[int, int], ...] = ((15, 16), (13, 14), (11, 12), (5, 6), (3, 4))
+
+
+def _unit0(v: F32) -> F32:
+    """Coordinate-major vectors (3, ...) scaled to unit length."""
+    out: F32 = v / np.maximum(np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]), 1e-6)
+    return out
+
+
+def _torso(kp: F32, h: F32, centre: F32, unit: F32, half: F32) -> None:
+    """Fill the torso points' slots of ``centre``, ``unit`` (B, 3, ...), ``half`` (B, ...)."""
+    hip = 0.5 * (kp[11] + kp[12])  # (3, ...)
+    up = _unit0(0.5 * (kp[3] + kp[4]) - hip)  # the head stays on the trunk's rigid axis
+    right = _unit0(kp[12] - kp[11])
+    forward = np.stack((up[1] * right[2] - up[2] * right[1],
+                        up[2] * right[0] - up[0] * right[2],
+                        up[0] * right[1] - up[1] * right[0]))  # up × right
+    rel = 0.5 * (kp[5] + kp[6]) - hip  # hip centre to shoulder line
+    breath = (rel * forward).sum(axis=0)  # (...) chest wall forward of rest
+    length = (rel * up).sum(axis=0)  # (...) along the trunk's axis
+    r = TORSO_RADIUS * h  # (...)
+    # each point = centre at rest + (side, ahead, high, follow) @ these four vectors
+    basis = np.stack((right * r, forward * r, up * (0.5 * length), forward * breath))
+    points = np.einsum("kb,b...->k...", _TP, basis)  # (N_TORSO, 3, ...) no threaded BLAS
+    points += hip + (0.5 * length) * up
+    end = TORSO_PART + N_TORSO
+    centre[TORSO_PART:end] = points
+    unit[TORSO_PART:end] = up
+    half[TORSO_PART:end] = np.maximum(0.5 * length, r) * _TORSO_SCALE
 
 
 def body_parts(kp: F32, height_m: npt.ArrayLike) -> tuple[F32, F32, F32, F32, F32]:
@@ -174,11 +238,13 @@ def body_parts(kp: F32, height_m: npt.ArrayLike) -> tuple[F32, F32, F32, F32, F3
 
     Returns part centres (B, 3, ...), unit axes (B, 3, ...), radius (B, ...) and
     half-length (B, ...) of each part's spheroid, and the body-axis points (K, 3, ...).
+    B = N_PARTS: the head, the ``N_TORSO`` torso points, the eight limb segments.
     """
     shape = kp.shape[2:]
-    centre = np.empty((N_PARTS, 3, *shape), dtype=np.float32)
-    seg = np.empty_like(centre)
-    for i, (end_a, end_b, _) in enumerate(PARTS):  # contiguous vector ops, no BLAS
+    h = np.broadcast_to(np.asarray(height_m, dtype=np.float32), shape)
+    centre = np.zeros((N_PARTS, 3, *shape), dtype=np.float32)  # torso slots: see _torso
+    seg = np.zeros_like(centre)
+    for i, (end_a, end_b, _) in zip(_ORDER, PARTS, strict=True):  # contiguous vector ops
         a = kp[end_a[0]] if len(end_a) == 1 else 0.5 * (kp[end_a[0]] + kp[end_a[1]])
         b = kp[end_b[0]] if len(end_b) == 1 else 0.5 * (kp[end_b[0]] + kp[end_b[1]])
         np.subtract(b, a, out=seg[i])
@@ -186,8 +252,8 @@ def body_parts(kp: F32, height_m: npt.ArrayLike) -> tuple[F32, F32, F32, F32, F3
     centre *= np.float32(0.5)
     points = np.stack([kp[i] + kp[j] for i, j in AXIS_POINTS]) * np.float32(0.5)  # (K, 3, ...)
     length = np.sqrt(seg[:, 0] ** 2 + seg[:, 1] ** 2 + seg[:, 2] ** 2)  # (B, ...)
-    h = np.broadcast_to(np.asarray(height_m, dtype=np.float32), shape)
     radius = PART_RADIUS.reshape(-1, *([1] * len(shape))) * h  # (B, ...)
     half = np.maximum(np.float32(0.5) * length, radius)  # the head: half-length = radius
     unit = seg / np.maximum(length, np.float32(1e-6))[:, None]
+    _torso(kp, h, centre, unit, half)
     return centre, unit, radius.astype(np.float32), half, points

@@ -9,7 +9,8 @@ H(f) = sum_p a_p exp(-j 2 pi f tau_p) over
 * body parts as prolate-spheroid scatterers whose radar cross-section follows the angle
   between the part's axis and the bistatic bisector (physical-optics specular term plus
   a small diffuse floor), moving with the skeleton: their delay (d1 + d2)/c changes
-  with time, which is the Doppler shift.
+  with time, which is the Doppler shift. The torso is several such points on its surface
+  (``body.TORSO_POINTS``), so its return fades as the body moves, turns and breathes.
 
 Body paths are the expensive part (windows × links × time × scatterers × subcarriers).
 ``body_channel`` factorises them: the carrier phase exp(-j2π f_c τ(t)) is exact at every
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from invispose.sim.body import N_TORSO
 from invispose.sim.hardware import SPEED_OF_LIGHT_MPS
 from invispose.sim.room import image_gains, image_sources
 
@@ -34,13 +36,15 @@ F64 = npt.NDArray[np.float64]
 C64 = npt.NDArray[np.complex64]
 
 BODY_REFLECTIVITY = 0.9  # |Γ| of skin and tissue at 2-6 GHz
-# Smooth spheroids underestimate a body's return (clothes, folds, limbs' cylinder-like
-# broadside glints): scale so a standing adult totals ~1-1.5 m², the -3..+3 dBsm that human
-# RCS measurements at 2-6 GHz report.
-BODY_RCS_GAIN = 1.5
+# Scale of the spheroids' RCS so a standing adult seen from the side totals ~0.5 m² (with
+# |Γ|², averaged over aspect): about -3 dBsm, mid-range of the 0.1-2 m² that human RCS
+# measurements at 2-6 GHz report (-3..+3 dBsm is their upper end).
+BODY_RCS_GAIN = 0.6
 DIFFUSE_FRACTION = 0.5  # diffuse RCS floor, as a fraction of the part's silhouette area
 SHADOW_FLOOR = 0.25  # LOS amplitude left behind a body (about -12 dB)
 BODY_HALF_WIDTH_M = 0.18
+# a torso's wall bounces leave from one of its points but carry the whole torso's RCS
+TORSO_BOUNCE_GAIN = float(np.sqrt(N_TORSO))
 _FOUR_PI_15 = (4.0 * np.pi) ** 1.5
 
 
@@ -144,8 +148,11 @@ def body_paths(
     rx_c = rx_m.mean(axis=1).T[:, :, None, None]
     v1 = tx_c - centre_m  # (3, n, T, Q) scatterer -> tx
     v2 = rx_c - centre_m  # scatterer -> rx
-    d1 = np.maximum(_norm0(v1), 0.05)  # (n, T, Q)
-    d2 = np.maximum(_norm0(v2), 0.05)
+    r1, r2 = _norm0(v1), _norm0(v2)  # (n, T, Q) to the array centres
+    e1 = _element_lengths(r1, v1, tx_m - tx_m.mean(axis=1, keepdims=True))  # (n, A, T, Q)
+    e2 = _element_lengths(r2, v2, rx_m - rx_m.mean(axis=1, keepdims=True))  # (n, R, T, Q)
+    d1 = np.maximum(r1, 0.05)
+    d2 = np.maximum(r2, 0.05)
     v1 /= d1
     v2 /= d2
     v1 += v2  # bisector: the normal a specular reflection needs
@@ -155,9 +162,33 @@ def body_paths(
     rcs = spheroid_rcs(cos_theta, radius_m, half_m)  # (n, T, Q)
     scale = np.float32(BODY_REFLECTIVITY * wavelength_m / _FOUR_PI_15)
     amp = (scale * np.sqrt(rcs) / (d1 * d2)).astype(np.float32)
-    e1 = _norm0(np.moveaxis(tx_m, -1, 0)[:, :, :, None, None] - centre_m[:, :, None])
-    e2 = _norm0(np.moveaxis(rx_m, -1, 0)[:, :, :, None, None] - centre_m[:, :, None])
     return BodyPaths(amp, e1, e2)  # (n, T, Q), (n, A, T, Q), (n, R, T, Q)
+
+
+def _element_lengths(dist_m: F32, to_centre: F32, offsets_m: F32) -> F32:
+    """Distances (n, E, T, Q) from scatterers to array elements.
+
+    ``dist_m`` (n, T, Q) and ``to_centre`` (3, n, T, Q): distance and vector from each
+    scatterer to the array centre; ``offsets_m`` (n, E, 3): elements from that centre.
+    |v + o|² = |v|² + 2 v·o + |o|² avoids a (3, n, E, T, Q) difference; a single
+    element sits at the centre.
+    """
+    n_e = offsets_m.shape[1]
+    if n_e == 1 and not offsets_m.any():
+        out1: F32 = dist_m[:, None]  # (n, 1, T, Q)
+        return out1
+    o = offsets_m.astype(np.float32)
+    sq = dist_m * dist_m  # (n, T, Q)
+    acc = np.empty((dist_m.shape[0], n_e, *dist_m.shape[1:]), dtype=np.float32)
+    for e in range(n_e):  # (n, T, Q) contiguous ops per element
+        dot = to_centre[0] * o[:, e, 0, None, None]
+        dot += to_centre[1] * o[:, e, 1, None, None]
+        dot += to_centre[2] * o[:, e, 2, None, None]
+        dot *= np.float32(2.0)
+        dot += sq
+        dot += (o[:, e] * o[:, e]).sum(axis=-1)[:, None, None]
+        np.sqrt(np.maximum(dot, 0.0, out=dot), out=acc[:, e])
+    return acc
 
 
 def wall_bounces(
@@ -176,12 +207,13 @@ def wall_bounces(
     (amplitude × |Γ| of that surface, range loss to the image). Their extra delay (metres,
     not centimetres) is what makes a moving body change the channel differently across
     a 20 MHz band. By reciprocity the tx → wall → part legs are alike and left out for
-    speed. Returns ``paths`` with 6 · len(parts) more paths.
+    speed. Each part stands for a whole torso (``TORSO_BOUNCE_GAIN`` times its own
+    amplitude). Returns ``paths`` with 6 · len(parts) more paths.
     """
     if parts.size == 0:
         return paths
     size = np.asarray(room_size_m, dtype=np.float64)  # (n, 3)
-    g = np.abs(np.asarray(gamma, dtype=np.float32))  # (n, 6)
+    g = np.abs(np.asarray(gamma, dtype=np.float32)) * np.float32(TORSO_BOUNCE_GAIN)  # (n, 6)
     c = centre_m[:, :, :, parts]  # (3, n, T, B)
     amp, e1 = paths.amp[:, :, parts], paths.tx_len_m[..., parts]
     d2 = np.maximum(_norm0(rx_m.mean(axis=1).T[:, :, None, None] - c), 0.05)  # (n, T, B)
@@ -190,11 +222,13 @@ def wall_bounces(
         axis, high = divmod(s, 2)
         img = rx_m.astype(np.float64).copy()  # (n, R, 3) mirrored across surface s
         img[..., axis] = (2 * size[:, None, axis] if high else 0.0) - img[..., axis]
-        img32 = np.moveaxis(img.astype(np.float32), -1, 0)  # (3, n, R)
-        image_len = _norm0(img32[:, :, :, None, None] - c[:, :, None])  # (n, R, T, B)
-        image_d = np.maximum(image_len.mean(axis=1), 0.05)  # (n, T, B)
+        img_c = img.mean(axis=1)  # (n, 3) the mirrored array's centre
+        to_img = img_c.astype(np.float32).T[:, :, None, None] - c  # (3, n, T, B)
+        dist = _norm0(to_img)  # (n, T, B)
+        image_len = _element_lengths(dist, to_img, (img - img_c[:, None]).astype(np.float32))
+        image_d = np.maximum(dist, np.float32(0.05))  # (n, T, B)
         # the receive leg's range loss becomes the mirrored leg's, times |Γ| of the wall
-        amps.append(amp * d2 / image_d * g[:, s, None, None])
+        amps.append((amp * d2 / image_d * g[:, s, None, None]).astype(np.float32))
         txs.append(e1)
         rxs.append(image_len)
     return BodyPaths(
@@ -229,7 +263,10 @@ def body_channel(
         p1 *= paths.amp[:, None]
         p2 = phasor(paths.rx_len_m * inv_lambda)  # (n, R, T, Q)
         carrier = (p1[:, :, None] * p2[:, None]).reshape(n, n_a * n_r, n_t, n_q)  # (n, L, T, Q)
-    length = paths.tx_len_m.mean(axis=1) + paths.rx_len_m.mean(axis=1)  # (n, T, Q)
+    if n_a == n_r == 1:  # one link: its path length is the array centres' already
+        length = (paths.tx_len_m + paths.rx_len_m).reshape(n, n_t, n_q)  # (n, T, Q)
+    else:
+        length = paths.tx_len_m.mean(axis=1) + paths.rx_len_m.mean(axis=1)  # (n, T, Q)
     chunk = max(1, min(chunk, n_t))
     pad = (-n_t) % chunk
     if pad:

@@ -13,6 +13,9 @@ cross-layout    held-out family     esp32, intel5300, nexmon (rooms never traine
 cross-hardware  training family     atheros only (3×3, 114 subcarriers, never trained on)
 ==============  ==================  =====================================================
 
+Each window is one space: 1-4 routers (``ROUTER_COUNT_P``) of the split's hardware,
+drawn per router (mixed), placed in the same room, seeing the same people; their links
+follow one another on the link axis (``WindowBatch.link_router``).
 People per window: 0-4 (weighted towards 0-2), each walking, standing, sitting, lying,
 waving or falling (a fall overlapping the window, or someone already down), so that
 falls are frequent enough to evaluate. Ground truth is taken at the window's end.
@@ -32,14 +35,14 @@ from invispose.schemas import MAX_PERSONS, N_KEYPOINTS, WindowBatch
 from invispose.sim.body import keypoints
 from invispose.sim.hardware import (
     HELD_OUT_HARDWARE,
-    PROFILES,
     TRAIN_HARDWARE,
     HardwareProfile,
     get_profile,
+    link_snr_db,
     tx_choices,
     with_tx,
 )
-from invispose.sim.layouts import LayoutArrays, layouts_for
+from invispose.sim.layouts import MAX_ROUTERS, LayoutArrays, layouts_for, router_layouts
 from invispose.sim.motion import (
     FALL,
     LIE,
@@ -66,6 +69,7 @@ KIND_P = (0.29, 0.18, 0.16, 0.08, 0.11, 0.05, 0.13)
 _KIND_OF = (WALK, STAND, SIT, LIE, FALL, FALL, WAVE)
 MARGIN_M = (0.4, 0.4, 0.45, 1.0, 1.0, 0.5)  # wall clearance of the hip centre per kind
 MIN_SEPARATION_M = 0.6
+ROUTER_COUNT_P = (0.3, 0.35, 0.25, 0.1)  # 1, 2, 3, 4 routers in a space
 CHUNK_ELEMENTS = 1 << 21  # windows per chunk: keep n·L·T·max(Q, S) near this (cache)
 GROUP_BY_COUNT_FROM = 64  # windows of one hardware: below, one group with empty slots
 ABSENT_M = 1.0e3  # where empty person slots stand (their paths are ~120 dB down)
@@ -146,14 +150,18 @@ def generate_batch(
     *,
     max_persons: int = MAX_PERSONS,
     hardware: str | None = None,
+    routers: int | None = None,
     window_samples: int = 64,
     rate_hz: float = 100.0,
     exact_receiver: bool = False,
 ) -> WindowBatch:
-    """Simulate ``n_windows`` windows of ``split`` with ground truth (see module docstring).
+    """Simulate ``n_windows`` space windows of ``split`` with ground truth (module docstring).
 
-    ``exact_receiver`` runs the full receiver model and ``window_arrays`` on the
-    hardware's own subcarriers instead of the fast path (slower; for validation).
+    Each space holds 1-4 routers (``ROUTER_COUNT_P``, or exactly ``routers``), each of a
+    hardware profile drawn from the split's (or ``hardware`` for all), placed in the same
+    room and seeing the same people over the same 0.64 s. ``exact_receiver`` runs the full
+    receiver model and ``window_features`` on the hardware's own subcarriers instead of
+    the fast path (slower; for validation).
     """
     family, allowed = split_family(split)
     if hardware is not None:
@@ -163,21 +171,46 @@ def generate_batch(
         allowed = (hardware,)
     if not 0 <= max_persons <= MAX_PERSONS:
         raise SimulationError(f"max_persons must be 0..{MAX_PERSONS}, got {max_persons}")
+    if routers is not None and not 1 <= routers <= MAX_ROUTERS:
+        raise SimulationError(f"routers must be 1..{MAX_ROUTERS}, got {routers}")
     if n_windows < 0 or window_samples < 2 or rate_hz <= 0:
         raise SimulationError("n_windows >= 0, window_samples >= 2 and rate_hz > 0 required")
     rng = np.random.default_rng(np.random.SeedSequence([SPLITS[split], int(seed)]))
     n, n_t, window_s = n_windows, window_samples, (window_samples - 1) / rate_hz
-    hw_index = rng.integers(0, len(allowed), n)  # (n,)
+    if routers is None:
+        n_routers = rng.choice(MAX_ROUTERS, n, p=ROUTER_COUNT_P) + 1  # (n,)
+    else:
+        n_routers = np.full(n, routers)
+    hw_index = rng.integers(0, len(allowed), (n, MAX_ROUTERS))  # (n, R) profile per router
+    tx_draw = rng.random((n, MAX_ROUTERS))  # (n, R) picks each router's transmit count
+    n_tx = np.zeros((n, MAX_ROUTERS), np.int64)  # (n, R)
+    for h_i, name in enumerate(allowed):
+        choices = np.asarray(tx_choices(get_profile(name)))
+        pick = np.minimum((tx_draw * len(choices)).astype(int), len(choices) - 1)
+        n_tx = np.where(hw_index == h_i, choices[pick], n_tx)
+    n_rx = np.asarray([get_profile(a).n_rx for a in allowed])[hw_index]  # (n, R)
+    links = np.where(np.arange(MAX_ROUTERS)[None] < n_routers[:, None], n_tx * n_rx, 0)
+    offsets = np.cumsum(links, axis=1) - links  # (n, R) first link of each router
+    n_links = int(links.sum(axis=1).max(initial=1))
     p = np.asarray(PERSON_COUNT_P[: max_persons + 1])
     counts = rng.choice(len(p), n, p=p / p.sum())  # (n,)
     layouts = layouts_for(rng, n, family)
-    n_links = max(PROFILES[allowed[int(h)]].n_links for h in np.unique(hw_index)) if n else 1
+    c_all = max_persons
+    motion, _ = _sample_people(rng, n, c_all, layouts.size_m, window_s)  # (n * C,)
+    present = (np.arange(c_all)[None, :] < counts[:, None]).reshape(-1)  # (n * C,)
+    motion.start_xy[~present] = ABSENT_M  # empty slots: far away, physically silent
+    motion.speed_mps[~present] = 0.0
     s_out = 32
     batch = WindowBatch(
         amplitude=np.zeros((n, n_links, n_t, s_out), np.float32),
         phase=np.zeros((n, n_links, n_t, s_out), np.float32),
         rel_phase=np.zeros((n, n_links, n_t, s_out), np.float32),
-        valid=np.zeros((n, n_t), bool),
+        dynamic=np.zeros((n, n_links, n_t, s_out), np.complex64),
+        static=np.zeros((n, n_links, s_out), np.complex64),
+        subcarrier_hz=np.zeros((n, n_links, s_out), np.float32),
+        carrier_hz=np.zeros((n, n_links), np.float32),
+        link_router=np.full((n, n_links), -1, np.int8),
+        valid=np.ones((n, n_t), bool),
         link_mask=np.zeros((n, n_links), bool),
         tx_pos_m=np.zeros((n, n_links, 3), np.float32),
         rx_pos_m=np.zeros((n, n_links, 3), np.float32),
@@ -186,61 +219,75 @@ def generate_batch(
         person_mask=np.zeros((n, MAX_PERSONS), bool),
         activity=np.full((n, MAX_PERSONS), -1, np.int8),
         falling=np.zeros((n, MAX_PERSONS), bool),
-        hardware=[allowed[int(h)] for h in hw_index],
+        n_routers=n_routers.astype(np.int8),
+        hardware=["+".join(allowed[int(h)] for h in hw_index[i, : n_routers[i]])
+                  for i in range(n)],
     )
-    tx_draw = rng.random(n)  # (n,) picks the transmit antenna count per window
-    for h_i, name in enumerate(allowed):
-        base = get_profile(name)
-        choices = np.asarray(tx_choices(base))
-        pick = np.minimum((tx_draw * len(choices)).astype(int), len(choices) - 1)
-        n_tx = choices[pick]  # (n,)
-        profile = with_tx(base, int(choices.max()))
-        rows_h = np.flatnonzero(hw_index == h_i)
-        # few windows: one group with empty person slots beats many tiny groups
-        if len(rows_h) < GROUP_BY_COUNT_FROM:
-            groups = [(rows_h, int(counts[rows_h].max(initial=0)))]
-        else:
-            groups = [(rows_h[counts[rows_h] == c], c) for c in range(max_persons + 1)]
-        for rows, c in groups:
-            per_window = profile.n_links * n_t * max(c * 16, 32)  # 10 parts + 6 bounces each
-            size = max(4, CHUNK_ELEMENTS // per_window)
-            for start in range(0, len(rows), size):
-                idx = rows[start : start + size]
-                _fill(rng, batch, idx, profile, layouts.take(idx), counts[idx], c, n_tx[idx],
-                      n_t, rate_hz, window_s, exact_receiver)
+    for r in range(MAX_ROUTERS):
+        placed = router_layouts(rng, layouts, family, r)
+        for h_i, name in enumerate(allowed):
+            rows_h = np.flatnonzero((hw_index[:, r] == h_i) & (n_routers > r))
+            if not len(rows_h):
+                continue
+            profile = with_tx(get_profile(name), int(n_tx[rows_h, r].max()))
+            # few windows: one group with empty person slots beats many tiny groups
+            if len(rows_h) < GROUP_BY_COUNT_FROM:
+                groups = [(rows_h, int(counts[rows_h].max(initial=0)))]
+            else:
+                groups = [(rows_h[counts[rows_h] == c], c) for c in range(max_persons + 1)]
+            for rows, c in groups:
+                per_window = profile.n_links * n_t * max(c * 16, 32)  # 10 parts + 6 bounces
+                size = max(4, CHUNK_ELEMENTS // per_window)
+                for start in range(0, len(rows), size):
+                    idx = rows[start : start + size]
+                    persons = (idx[:, None] * c_all + np.arange(c)[None]).reshape(-1)
+                    _fill(rng, batch, idx, r, offsets[idx, r], profile, placed.take(idx),
+                          motion.take(persons), counts[idx], c, n_tx[idx, r], n_t, rate_hz,
+                          exact_receiver)
     return batch
 
 
 def _fill(
-    rng: np.random.Generator, batch: WindowBatch, idx: npt.NDArray[np.intp],
-    profile: HardwareProfile, layouts: LayoutArrays, counts: npt.NDArray[np.int64], c: int,
-    n_tx: npt.NDArray[np.int64], n_t: int, rate_hz: float, window_s: float, exact: bool,
+    rng: np.random.Generator, batch: WindowBatch, idx: npt.NDArray[np.intp], router: int,
+    offset: npt.NDArray[np.int64], profile: HardwareProfile, layouts: LayoutArrays,
+    motion: Motion, counts: npt.NDArray[np.int64], c: int, n_tx: npt.NDArray[np.int64],
+    n_t: int, rate_hz: float, exact: bool,
 ) -> None:
-    """Simulate windows ``idx`` (one profile, up to c persons each) into ``batch``."""
+    """Simulate router ``router`` of spaces ``idx`` (one profile, c person slots each).
+
+    Its links go to ``offset`` (n,) onwards in each space's link axis; router 0 also
+    writes the ground truth at its window's end.
+    """
     n = len(idx)
-    motion, _ = _sample_people(rng, n, c, layouts.size_m, window_s)
-    present = (np.arange(c)[None, :] < counts[:, None]).reshape(-1)  # (n*c,)
-    motion.start_xy[~present] = ABSENT_M  # empty slots: far away, physically silent
-    motion.speed_mps[~present] = 0.0
-    snr = rng.uniform(*profile.snr_db, n)
+    distance_m = np.linalg.norm(layouts.tx_centre_m - layouts.rx_centre_m, axis=1)  # (n,)
+    snr = link_snr_db(rng, profile, distance_m)
     loss = rng.uniform(*profile.loss, n)
     sim = simulate_windows(
         rng, profile, WindowSet(layouts, motion, snr, loss, c, n_tx), window_samples=n_t,
         rate_hz=rate_hz, exact=exact,
     )
-    n_l = profile.n_links
-    batch.amplitude[idx, :n_l] = sim.amplitude
-    batch.phase[idx, :n_l] = sim.phase
-    batch.rel_phase[idx, :n_l] = sim.rel_phase
-    batch.valid[idx] = sim.valid
-    batch.link_mask[idx, :n_l] = sim.link_mask
-    batch.tx_pos_m[idx, :n_l] = sim.tx_m
-    batch.rx_pos_m[idx, :n_l] = sim.rx_m
-    if c == 0:
+    n_used = sim.link_mask.sum(axis=1)  # (n,) links of each window's router
+    for start, k in {(int(o), int(u)) for o, u in zip(offset, n_used, strict=True)}:
+        sel = np.flatnonzero((offset == start) & (n_used == k))  # windows laid out alike
+        rows, links = idx[sel], slice(start, start + k)
+        batch.amplitude[rows, links] = sim.amplitude[sel, :k]
+        batch.phase[rows, links] = sim.phase[sel, :k]
+        batch.rel_phase[rows, links] = sim.rel_phase[sel, :k]
+        batch.dynamic[rows, links] = sim.dynamic[sel, :k]
+        batch.static[rows, links] = sim.static[sel, :k]
+        batch.subcarrier_hz[rows, links] = sim.subcarrier_hz
+        batch.carrier_hz[rows, links] = np.float32(profile.carrier_hz)
+        batch.link_router[rows, links] = router
+        batch.link_mask[rows, links] = True
+        batch.tx_pos_m[rows, links] = sim.tx_m[sel, :k]
+        batch.rx_pos_m[rows, links] = sim.rx_m[sel, :k]
+    batch.valid[idx] &= sim.valid
+    if router or c == 0:
         return
     t_end = np.repeat(sim.t_end_s, c)  # (n*c,)
     pose = pose_at(motion, t_end[:, None])
     kp = keypoints(pose, motion.height_m[:, None])[:, 0]  # (n*c, 17, 3)
+    present = (np.arange(c)[None, :] < counts[:, None]).reshape(-1)  # (n*c,)
     kp[~present] = 0.0
     mask = present.reshape(n, c)
     batch.keypoints_m[idx, :c] = kp.reshape(n, c, N_KEYPOINTS, 3)
@@ -252,10 +299,14 @@ def _fill(
 
 # --- shards --------------------------------------------------------------------------
 
-ARRAY_FIELDS = ("amplitude", "phase", "rel_phase", "valid", "link_mask", "tx_pos_m", "rx_pos_m",
-                "room_size_m", "keypoints_m", "person_mask", "activity", "falling")
+ARRAY_FIELDS = ("amplitude", "phase", "rel_phase", "dynamic", "static", "subcarrier_hz",
+                "carrier_hz", "link_router", "valid", "link_mask", "tx_pos_m", "rx_pos_m",
+                "room_size_m", "keypoints_m", "person_mask", "activity", "falling", "n_routers")
 
-LINK_FIELDS = ("amplitude", "phase", "rel_phase", "link_mask", "tx_pos_m", "rx_pos_m")  # axis 1 = L
+LINK_FIELDS = ("amplitude", "phase", "rel_phase", "dynamic", "static", "subcarrier_hz",
+               "carrier_hz", "link_router", "link_mask", "tx_pos_m", "rx_pos_m")  # axis 1 = L
+#: what padded links hold (zero unless named)
+PAD_VALUES = {"link_router": -1}
 
 
 def save_batch(batch: WindowBatch, path: Path) -> None:
@@ -288,7 +339,7 @@ def concat_batches(batches: list[WindowBatch]) -> WindowBatch:
             if pad and name in LINK_FIELDS:
                 widths = [(0, 0)] * a.ndim
                 widths[1] = (0, pad)
-                a = np.pad(a, widths)
+                a = np.pad(a, widths, constant_values=PAD_VALUES.get(name, 0))
             fields[name].append(a)
     out = {name: np.concatenate(parts, axis=0) for name, parts in fields.items()}
     return WindowBatch(hardware=[h for b in batches for h in b.hardware], **out)

@@ -58,11 +58,12 @@ def report_fast(
     gain_jitter_db: float,
     step_db: float,
     valid: npt.NDArray[np.bool_],
-) -> tuple[F32, F32]:
+) -> tuple[F32, F32, F32]:
     """Noisy, AGC-scaled, quantised CSI of a clean channel (n, L, T, S), as (re, im).
 
     Packets where ``valid`` (n, T) is False are zero, as the runtime's grid fills them.
-    Returns contiguous float32 (n, L, T, S) real and imaginary parts.
+    Returns contiguous float32 (n, L, T, S) real and imaginary parts and the AGC gain
+    float32 (n, T) in dB that scaled each packet.
     """
     h = np.ascontiguousarray(channel, dtype=np.complex64)
     n, n_l, n_t, n_s = h.shape
@@ -85,7 +86,7 @@ def report_fast(
         part *= scale
         np.round(part, out=part)
         np.clip(part, -max_int, max_int, out=part)
-    return re, im
+    return re, im, gain_db.astype(np.float32)
 
 
 def canonical_arrays(

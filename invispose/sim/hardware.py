@@ -3,7 +3,8 @@
 A profile fixes the antenna counts, the band (carrier, bandwidth, the subcarriers a
 reader of that hardware emits), the integer format of the report, and the ranges of the
 impairments the simulator draws per device and per packet: SNR, timing offset (the
-phase slope over subcarriers), AGC step size, packet loss and timing jitter. The ranges
+phase slope over subcarriers), per-chain timing skew, residual sampling-clock and carrier
+offsets, AGC step size, packet loss and timing jitter. The ranges
 are set from the real captures in ``shared/data/csi`` where those say something (ESP32
 slope about 0.02 rad per subcarrier, Intel 5300 about -0.9 rad per two-index group,
 int8 magnitudes of 20-30) and from the chips' documentation otherwise.
@@ -22,6 +23,12 @@ from invispose.errors import SimulationError
 
 SPEED_OF_LIGHT_MPS = 299_792_458.0
 SUBCARRIER_SPACING_HZ = 312_500.0
+# SNR against link length: a profile's ``snr_db`` range holds at SNR_REFERENCE_M; longer
+# links lose 10·n·log10(d / d_ref) dB with a path-loss exponent n drawn per window (2 in
+# free space, up to ~3 through indoor clutter), shorter ones gain as much
+SNR_REFERENCE_M = 4.0
+PATH_LOSS_EXPONENT = (2.0, 3.0)
+SNR_LIMITS_DB = (5.0, 45.0)  # a report below ~5 dB is not decoded; above ~45 dB the ADC rules
 
 IntArray = npt.NDArray[np.int16]
 
@@ -58,6 +65,9 @@ class HardwareProfile:
     ripple_db: float  # std of the device's fixed frequency-response ripple
     antenna_spacing_m: float  # element spacing of the arrays (tx and rx)
     tx_streams: tuple[int, ...] = ()  # transmit antenna counts training windows draw from
+    chain_skew_ns: float = 0.0  # std of each tx/rx chain's fixed timing skew (0: one chain)
+    sfo_ppm: float = 0.0  # residual sampling-clock offset range (uniform ±), parts per million
+    cfo_residual_hz: float = 0.0  # std of the per-packet carrier offset left after correction
 
     @property
     def wavelength_m(self) -> float:
@@ -129,6 +139,9 @@ PROFILES: dict[str, HardwareProfile] = {
         ripple_db=2.5,
         antenna_spacing_m=0.029,
         tx_streams=(1, 2, 3),  # the sender's stream count varies (the sample files: 1 and 2)
+        chain_skew_ns=3.0,  # separate RF chains and filters: a few ns between antennas
+        sfo_ppm=1.0,
+        cfo_residual_hz=1500.0,
     ),
     "nexmon": HardwareProfile(
         name="nexmon",
@@ -153,6 +166,7 @@ PROFILES: dict[str, HardwareProfile] = {
         jitter_s=0.001,
         ripple_db=2.0,
         antenna_spacing_m=0.029,
+        sfo_ppm=0.5,
     ),
     # held out of training: the cross-hardware split's profile (Atheros CSI Tool, HT40)
     "atheros": HardwareProfile(
@@ -178,6 +192,9 @@ PROFILES: dict[str, HardwareProfile] = {
         jitter_s=0.0007,
         ripple_db=1.5,
         antenna_spacing_m=0.029,
+        chain_skew_ns=1.5,
+        sfo_ppm=1.0,
+        cfo_residual_hz=1000.0,
     ),
 }
 
@@ -185,6 +202,23 @@ PROFILES: dict[str, HardwareProfile] = {
 TRAIN_HARDWARE: tuple[str, ...] = ("esp32", "intel5300", "nexmon")
 #: the profile only the cross-hardware split uses
 HELD_OUT_HARDWARE = "atheros"
+
+
+def link_snr_db(
+    rng: np.random.Generator, profile: HardwareProfile, distance_m: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Per-window SNR (n,) for links of length ``distance_m`` (n,): falls with distance.
+
+    A draw inside the profile's ``snr_db`` range (its value at ``SNR_REFERENCE_M``), minus
+    the path loss beyond that distance with an exponent from ``PATH_LOSS_EXPONENT``, kept
+    within ``SNR_LIMITS_DB``.
+    """
+    d = np.maximum(np.asarray(distance_m, dtype=np.float64).reshape(-1), 0.3)  # (n,)
+    base = rng.uniform(*profile.snr_db, d.shape[0])  # (n,)
+    exponent = rng.uniform(*PATH_LOSS_EXPONENT, d.shape[0])  # (n,)
+    snr = base - 10.0 * exponent * np.log10(d / SNR_REFERENCE_M)
+    out: npt.NDArray[np.float64] = np.clip(snr, *SNR_LIMITS_DB)
+    return out
 
 
 def with_tx(profile: HardwareProfile, n_tx: int) -> HardwareProfile:

@@ -3,17 +3,25 @@
 Applied in the order the hardware applies them, vectorised over windows (n) and
 packets (T), CSI shaped (n, T, n_tx, n_rx, S):
 
-1. the device's fixed frequency response (filter ripple) and static per-chain phases;
+1. the device's fixed frequency response (filter ripple) and per-chain response: a static
+   phase and a timing skew per transmit and receive chain (``chain_response``), so every
+   antenna pair has its own phase offset and phase slope;
 2. thermal noise at the window's SNR (relative to the mean channel power);
 3. a per-packet common phase (carrier and PLL phase) shared by every antenna of the
-   receiver, and a per-packet timing offset (device offset + jitter) that puts a
-   linear phase slope over subcarriers, shared the same way;
-4. AGC: a per-packet gain tracking the received power, quantised to the chip's step,
+   receiver, and a per-packet timing offset that puts a linear phase slope over
+   subcarriers, shared the same way: the device offset, per-packet jitter, and the drift
+   of a residual sampling-clock offset (SFO) within one sample period (the packet detector
+   re-aligns to whole samples), so the slope wanders from packet to packet;
+4. a residual carrier offset (CFO) per packet, left after the receiver's correction: it
+   turns the phase between the training symbols the transmit streams are measured on
+   (HT-LTFs, 4 µs apart), so each transmit chain's phase changes per packet (common to the
+   receiver's antennas);
+5. AGC: a per-packet gain tracking the received power, quantised to the chip's step,
    with a slow random wander;
-5. quantisation to the report's integer width (rounding, clipping).
+6. quantisation to the report's integer width (rounding, clipping).
 
-``DeviceState`` holds what stays fixed for a device (ripple, chain phases, timing
-offset), so a streaming scene keeps it across calls.
+``DeviceState`` holds what stays fixed for a device (ripple, chain phases and skews,
+timing offset, SFO), so a streaming scene keeps it across calls.
 """
 
 from __future__ import annotations
@@ -30,16 +38,26 @@ F64 = npt.NDArray[np.float64]
 C64 = npt.NDArray[np.complex64]
 
 TX_POWER_DBM = 15.0  # transmit power: RSSI = TX_POWER_DBM + 10 log10(mean |H|^2)
+HT_LTF_S = 4.0e-6  # spacing of the training symbols that measure successive tx streams
+PACKET_PERIOD_S = 0.01  # packet spacing ``impair`` assumes when not given packet times
 
 
 @dataclass(slots=True)
 class DeviceState:
-    """Fixed properties of n simulated receivers."""
+    """Fixed properties of n simulated receivers.
+
+    The fields after ``agc_offset_db`` may be None, meaning zero (a device built by hand
+    from the first four).
+    """
 
     ripple: C64  # (n, S) complex frequency response at the subcarriers it was drawn for
     chain_phase: F32  # (n, n_tx, n_rx) static phase of each tx/rx chain pair
     timing_offset_s: F32  # (n,) device timing offset
     agc_offset_db: F32  # (n,) where in its step range the AGC settles
+    tx_skew_s: F32 | None = None  # (n, n_tx) fixed timing skew of each transmit chain
+    rx_skew_s: F32 | None = None  # (n, n_rx) fixed timing skew of each receive chain
+    sfo_ppm: F32 | None = None  # (n,) residual sampling-clock offset
+    sfo_phase_s: F32 | None = None  # (n,) timing drift at t = 0, within one sample period
 
     @classmethod
     def random(
@@ -49,7 +67,7 @@ class DeviceState:
         n: int,
         positions: npt.ArrayLike | None = None,
     ) -> DeviceState:
-        """n devices with random ripple, chain phases and timing offset.
+        """n devices with random ripple, chain phases and skews, timing offset and SFO.
 
         ``positions`` (S,): subcarrier indices (fractional allowed) the ripple is
         evaluated at; default the profile's frame subcarriers.
@@ -66,14 +84,85 @@ class DeviceState:
         ph = 0.12 * profile.ripple_db * shape  # radians: filter group-delay ripple
         ripple = (10.0 ** (mag_db / 20.0) * np.exp(1j * ph)).astype(np.complex64)
         lo, hi = profile.timing_offset_ns
+        chain_phase = rng.uniform(0, 2 * np.pi, (n, profile.n_tx, profile.n_rx))
+        timing = rng.uniform(lo, hi, n) * 1e-9
+        agc = rng.uniform(-0.5, 0.5, n)
+        # drawn after the fields above, so those keep their values for a given stream
+        skew = profile.chain_skew_ns * 1e-9
+        tx_skew = rng.normal(0.0, skew, (n, profile.n_tx))  # (n, n_tx)
+        rx_skew = rng.normal(0.0, skew, (n, profile.n_rx))  # (n, n_rx)
+        sfo = rng.uniform(-profile.sfo_ppm, profile.sfo_ppm, n)  # (n,)
+        # where in its sample period the drift starts (no SFO: no drift, no extra offset)
+        sfo_phase = rng.uniform(-0.5, 0.5, n) * sample_period_s(profile) * (profile.sfo_ppm > 0)
         return cls(
             ripple=ripple,
-            chain_phase=rng.uniform(0, 2 * np.pi, (n, profile.n_tx, profile.n_rx)).astype(
-                np.float32
-            ),
-            timing_offset_s=(rng.uniform(lo, hi, n) * 1e-9).astype(np.float32),
-            agc_offset_db=rng.uniform(-0.5, 0.5, n).astype(np.float32),
+            chain_phase=chain_phase.astype(np.float32),
+            timing_offset_s=timing.astype(np.float32),
+            agc_offset_db=agc.astype(np.float32),
+            tx_skew_s=tx_skew.astype(np.float32),
+            rx_skew_s=rx_skew.astype(np.float32),
+            sfo_ppm=sfo.astype(np.float32),
+            sfo_phase_s=sfo_phase.astype(np.float32),
         )
+
+    def take(self, rows: npt.ArrayLike, n_tx: int | None = None) -> DeviceState:
+        """The devices at ``rows`` (index array or mask), keeping their first ``n_tx`` tx chains."""
+        idx = np.asarray(rows)
+        k = self.chain_phase.shape[1] if n_tx is None else int(n_tx)
+
+        def sub(a: F32 | None) -> F32 | None:
+            return None if a is None else a[idx]
+
+        return DeviceState(
+            ripple=self.ripple[idx],
+            chain_phase=self.chain_phase[idx, :k],
+            timing_offset_s=self.timing_offset_s[idx],
+            agc_offset_db=self.agc_offset_db[idx],
+            tx_skew_s=None if self.tx_skew_s is None else self.tx_skew_s[idx, :k],
+            rx_skew_s=sub(self.rx_skew_s),
+            sfo_ppm=sub(self.sfo_ppm),
+            sfo_phase_s=sub(self.sfo_phase_s),
+        )
+
+
+def sample_period_s(profile: HardwareProfile) -> float:
+    """The receiver's baseband sample period (1 / bandwidth)."""
+    return 1.0 / (profile.bandwidth_mhz * 1e6)
+
+
+def chain_response(device: DeviceState, offsets_hz: npt.ArrayLike) -> C64:
+    """Fixed per-antenna-pair factor exp(jφ_tr) exp(-j2π Δf (s_t + s_r)): (n, n_tx, n_rx, S).
+
+    ``offsets_hz`` (S,): subcarrier offsets from the carrier. φ_tr is ``chain_phase``;
+    s_t, s_r the transmit and receive chains' timing skews (None: zero).
+    """
+    f = np.asarray(offsets_hz, dtype=np.float64).reshape(-1)  # (S,)
+    n, n_tx, n_rx = device.chain_phase.shape
+    skew = np.zeros((n, n_tx, n_rx), dtype=np.float64)  # (n, n_tx, n_rx) seconds
+    if device.tx_skew_s is not None:
+        skew += device.tx_skew_s[:, :, None]
+    if device.rx_skew_s is not None:
+        skew += device.rx_skew_s[:, None, :]
+    angle = device.chain_phase[..., None] - 2.0 * np.pi * skew[..., None] * f  # (n, A, R, S)
+    out: C64 = np.exp(1j * angle).astype(np.complex64)
+    return out
+
+
+def sfo_drift_s(device: DeviceState, profile: HardwareProfile, times_s: npt.ArrayLike) -> F64:
+    """Timing drift (n, T) of the residual SFO at packet times (n, T), within one sample.
+
+    The sampling clocks drift apart by ``sfo_ppm`` · t; the packet detector re-aligns to
+    whole samples, so what reaches the CSI is that drift wrapped into ±half a sample period.
+    """
+    t = np.asarray(times_s, dtype=np.float64)
+    n = device.timing_offset_s.shape[0]
+    if device.sfo_ppm is None:
+        return np.zeros(np.broadcast_shapes(t.shape, (n, 1)))
+    period = sample_period_s(profile)
+    start = 0.0 if device.sfo_phase_s is None else device.sfo_phase_s[:, None]
+    drift = start + device.sfo_ppm.astype(np.float64)[:, None] * 1e-6 * t + 0.5 * period
+    out: F64 = np.mod(drift, period) - 0.5 * period  # (n, T)
+    return out
 
 
 @dataclass(slots=True)
@@ -134,18 +223,21 @@ def impair(
     drift_state_db: F32 | None = None,
     quantise: bool = True,
     sync_delay_s: npt.ArrayLike = 0.0,
+    packet_times_s: npt.ArrayLike | None = None,
 ) -> tuple[Reported, F32]:
     """Report CSI for the clean channel (n, T, n_tx, n_rx, S) at ``subcarriers`` (S,).
 
     ``device.ripple`` must hold these subcarriers' columns. ``sync_delay_s`` (n,) is the
     delay the receiver's packet detection locks onto (the first path): real CSI is
-    referenced to it, so it leaves the phase slope. Returns the report and the AGC
-    drift state (n,) to pass to the next call of a stream.
+    referenced to it, so it leaves the phase slope. ``packet_times_s`` (n, T) or (T,):
+    when each packet was received, for the SFO drift (default: every ``PACKET_PERIOD_S``
+    from 0). Returns the report and the AGC drift state (n,) to pass to the next call of
+    a stream.
     """
     n, n_t, n_tx, n_rx, n_s = channel.shape
     offsets = np.asarray(subcarriers, dtype=np.float64) * SUBCARRIER_SPACING_HZ  # (S,)
-    h = channel * device.ripple[:, None, None, None, :]
-    h = h * np.exp(1j * device.chain_phase).astype(np.complex64)[:, None, :, :, None]
+    fixed = device.ripple[:, None, None, :] * chain_response(device, offsets)  # (n, A, R, S)
+    h = channel * fixed[:, None]  # (n, T, A, R, S)
     power = np.mean(np.abs(h) ** 2, axis=(2, 3, 4))  # (n, T) per packet
     mean_power = power.mean(axis=1)  # (n,)
     snr = 10.0 ** (np.asarray(snr_db, dtype=np.float64) / 10.0)  # (n,)
@@ -157,12 +249,20 @@ def impair(
     common = rng.uniform(0.0, 2 * np.pi, (n, n_t)).astype(np.float32)
     jitter = rng.normal(0.0, profile.timing_jitter_ns * 1e-9, (n, n_t)).astype(np.float32)
     sync = np.broadcast_to(np.asarray(sync_delay_s, dtype=np.float32), (n,))[:, None]
-    timing = device.timing_offset_s[:, None] + jitter - sync  # (n, T)
+    times = (np.arange(n_t) * PACKET_PERIOD_S if packet_times_s is None
+             else np.asarray(packet_times_s, dtype=np.float64))  # (n, T) or (T,)
+    sfo = sfo_drift_s(device, profile, times).astype(np.float32)  # (n, T)
+    timing = device.timing_offset_s[:, None] + jitter + sfo - sync  # (n, T)
     h = h * timing_phase(offsets, timing, common)[:, :, None, None, :]
 
     gain_db, drift = agc_gain_db(
         rng, power + sigma[:, None] ** 2 * 2.0, profile, device.agc_offset_db, drift_state_db
     )
+    if n_tx > 1 and profile.cfo_residual_hz > 0:
+        # residual CFO turns the phase between the HT-LTFs that measure each tx stream
+        cfo_hz = rng.normal(0.0, profile.cfo_residual_hz, (n, n_t))  # (n, T)
+        turn = 2.0 * np.pi * HT_LTF_S * cfo_hz[..., None] * np.arange(n_tx)  # (n, T, A)
+        h = h * np.exp(1j * turn).astype(np.complex64)[..., None, None]
     h = h * (10.0 ** (gain_db / 20.0)).astype(np.float32)[:, :, None, None, None]
     if quantise:
         limit = float(profile.max_int)

@@ -43,6 +43,7 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 MIN_LINK_DISTANCE_M = 1.5
+MAX_ROUTERS = 4  # routers a simulated space holds at most
 
 
 @dataclass(slots=True)
@@ -129,6 +130,52 @@ def _held_out_placements(rng: np.random.Generator, size: F64) -> tuple[F64, F64,
     return tx, rx, axes[0], axes[1]
 
 
+def _placements(rng: np.random.Generator, size: F64, family: str) -> tuple[F64, F64, F64, F64]:
+    """One router placement per room of ``family``: tx, rx centres and array axes (n, 3)."""
+    place = _train_placements if family == "train" else _held_out_placements
+    tx, rx, tx_axis, rx_axis = place(rng, size)
+    short = np.linalg.norm(tx - rx, axis=1) < MIN_LINK_DISTANCE_M
+    if short.any():  # move the receiver to the far side of the room
+        rx[short, :2] = size[short, :2] - tx[short, :2]
+    return tx, rx, tx_axis, rx_axis
+
+
+def with_placement(layouts: LayoutArrays, placement: tuple[F64, F64, F64, F64]) -> LayoutArrays:
+    """The same rooms with another router's tx/rx centres and axes."""
+    out = layouts.take(np.arange(len(layouts)))
+    out.tx_centre_m, out.rx_centre_m, out.tx_axis, out.rx_axis = placement
+    return out
+
+
+@lru_cache(maxsize=1)
+def _train_router_placements() -> tuple[tuple[F64, F64, F64, F64], ...]:
+    """Placements of routers 1.. of each training layout (router 0 is the layout's own)."""
+    sizes = train_layouts().size_m
+    return tuple(
+        _placements(np.random.default_rng([TRAIN_LAYOUT_SEED, r]), sizes, "train")
+        for r in range(1, MAX_ROUTERS)
+    )
+
+
+def router_layouts(
+    rng: np.random.Generator, layouts: LayoutArrays, family: str, router: int
+) -> LayoutArrays:
+    """The rooms of ``layouts`` as router ``router`` of their space sees them.
+
+    Router 0 is the layout's own placement. Training layouts have fixed placements for
+    routers 1-3 (the same on every machine); held-out rooms get fresh placements.
+    """
+    if not 0 <= router < MAX_ROUTERS:
+        raise ValueError(f"router must be 0..{MAX_ROUTERS - 1}, got {router}")
+    if router == 0:
+        return layouts
+    if family == "train":
+        tx, rx, tx_axis, rx_axis = _train_router_placements()[router - 1]
+        ids = layouts.layout_id
+        return with_placement(layouts, (tx[ids], rx[ids], tx_axis[ids], rx_axis[ids]))
+    return with_placement(layouts, _placements(rng, layouts.size_m, family))
+
+
 def sample_layouts(rng: np.random.Generator, n: int, family: str) -> LayoutArrays:
     """n random layouts of ``family`` ("train" or "held-out")."""
     mats = FAMILIES[family]
@@ -157,11 +204,7 @@ def sample_layouts(rng: np.random.Generator, n: int, family: str) -> LayoutArray
     for i in range(n):
         c = int(counts[i])
         furniture[i, :c], rcs[i, :c], phase[i, :c] = random_furniture(rng, size[i], c)
-    place = _train_placements if family == "train" else _held_out_placements
-    tx, rx, tx_axis, rx_axis = place(rng, size)
-    short = np.linalg.norm(tx - rx, axis=1) < MIN_LINK_DISTANCE_M
-    if short.any():  # move the receiver to the far side of the room
-        rx[short, :2] = size[short, :2] - tx[short, :2]
+    tx, rx, tx_axis, rx_axis = _placements(rng, size, family)
     return LayoutArrays(
         size_m=size,
         gamma=gamma,

@@ -5,6 +5,10 @@
 walks or stands until ``t_fall_s``, goes down over ``fall_s`` seconds (the body pitches
 like a toppling stick, knees buckle, arms reach out) and then lies sprawled on the floor.
 Ground-truth labels come from the same parameters (``activity_at``, ``falling_during``).
+
+Everyone breathes (0.2-0.33 Hz, chest wall 4-10 mm peak to peak, ``Pose.breath_m``); people
+who stand still sway by about a centimetre, sitting ones by a third of that, lying ones
+barely.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ KIND_NAMES = ("walk", "stand", "sit", "lie", "fall", "wave")
 _LABEL = np.asarray([0, 1, 2, 3, 4, 5], dtype=np.int8)
 LABEL_WALKING, LABEL_STANDING = 0, 1
 WALKING_MIN_SPEED_MPS = 0.2
+#: idle sway amplitude of the hip centre per kind (walk, stand, sit, lie, fall, wave), metres;
+#: a fallen person sways as a lying one
+SWAY_M = np.asarray([0.0, 0.012, 0.004, 0.0015, 0.012, 0.012], dtype=np.float32)
+BREATH_HZ = (0.2, 0.33)  # resting breathing rate, 12-20 breaths per minute
+BREATH_DEPTH_M = (0.004, 0.010)  # chest wall displacement, peak to peak
 
 
 @dataclass(slots=True)
@@ -49,6 +58,9 @@ class Motion:
     sway_phase: F32  # (M, 2) idle sway phases
     limb_offset: F32  # (M, 8, 2) personal posture offsets added to every pose
     sprawl: F32  # (M, 8, 2) limb angles lying after a fall (or lying down)
+    breath_hz: F32  # (M,) breathing rate
+    breath_depth_m: F32  # (M,) chest wall displacement, peak to peak
+    breath_phase: F32  # (M,) breathing phase at t = 0, radians
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -99,6 +111,9 @@ def random_motion(rng: np.random.Generator, kinds: npt.ArrayLike) -> Motion:
         sway_phase=u(0.0, 2 * np.pi, 2),
         limb_offset=u(-0.08, 0.08, N_LIMBS, 2),
         sprawl=sprawl.astype(np.float32),
+        breath_hz=u(*BREATH_HZ),
+        breath_depth_m=u(*BREATH_DEPTH_M),
+        breath_phase=u(0.0, 2 * np.pi),
     )
 
 
@@ -155,16 +170,19 @@ def pose_at(m: Motion, t_s: npt.ArrayLike) -> Pose:
     moving_until = np.where(kind == FALL, m.t_fall_s, np.inf)[:, None]
     moving_t = np.minimum(t, moving_until) - m.t0_s[:, None]  # (M, T)
     root = m.start_xy[:, None, :] + fwd * (m.speed_mps[:, None] * moving_t)[..., None]
-    still = np.flatnonzero((kind != WALK) & (m.speed_mps == 0))
-    if still.size:
-        ts, ph = t[still], m.sway_phase[still]
-        root[still, :, 0] += 0.012 * np.sin(2 * np.pi * 0.23 * ts + ph[:, 0:1])
-        root[still, :, 1] += 0.012 * np.sin(2 * np.pi * 0.31 * ts + ph[:, 1:2])
-
     fall_s = np.zeros((n_m, n_t), dtype=np.float32)
     falls = np.flatnonzero(kind == FALL)
     if falls.size:
         fall_s[falls] = _fall_progress(m.take(falls), t[falls])
+    still = np.flatnonzero((kind != WALK) & (m.speed_mps == 0))
+    if still.size:
+        ts, ph = t[still], m.sway_phase[still]
+        sway = SWAY_M[kind[still].astype(np.intp), None] * np.ones_like(ts)  # (k, T)
+        sway += fall_s[still] * (SWAY_M[LIE] - sway)  # down after a fall: sways as lying
+        root[still, :, 0] += sway * np.sin(2 * np.pi * 0.23 * ts + ph[:, 0:1])
+        root[still, :, 1] += sway * np.sin(2 * np.pi * 0.31 * ts + ph[:, 1:2])
+    cycle = np.cos(2 * np.pi * m.breath_hz[:, None] * t + m.breath_phase[:, None])  # (M, T)
+    breath = (0.5 * m.breath_depth_m[:, None] * (1.0 - cycle)).astype(np.float32)
     gait_rows = np.flatnonzero((m.speed_mps > 0) & ((kind == WALK) | (kind == FALL)))
     if gait_rows.size:
         dt = t[gait_rows] - m.t0_s[gait_rows, None]
@@ -232,6 +250,7 @@ def pose_at(m: Motion, t_s: npt.ArrayLike) -> Pose:
         trunk_pitch=trunk,
         limbs=limbs.astype(np.float32, copy=False),
         support_z=support,
+        breath_m=breath,
     )
 
 

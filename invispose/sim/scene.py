@@ -38,6 +38,7 @@ from invispose.sim.hardware import (
     SUBCARRIER_SPACING_HZ,
     HardwareProfile,
     get_profile,
+    link_snr_db,
 )
 from invispose.sim.impairments import DeviceState, impair, packet_times
 from invispose.sim.room import Room
@@ -114,11 +115,12 @@ class _Radio:
         self.subcarriers = p.frame_subcarriers[self.columns]  # (S,) occupied indices
         self.offsets_hz = self.subcarriers.astype(np.float64) * SUBCARRIER_SPACING_HZ
         self.device = DeviceState.random(rng, p, 1, self.subcarriers)
-        self.snr_db = float(spec.snr_db if spec.snr_db is not None else rng.uniform(*p.snr_db))
+        distance_m = float(np.linalg.norm(tx.mean(axis=0) - rx.mean(axis=0)))
+        self.snr_db = float(spec.snr_db if spec.snr_db is not None
+                            else link_snr_db(rng, p, np.asarray([distance_m]))[0])
         self.loss = float(rng.uniform(*p.loss))
         self.clock_offset_s = float(rng.uniform(100.0, 5000.0))  # device booted a while ago
         self.drift_phase = float(rng.uniform(0.0, 2 * np.pi))
-        distance_m = float(np.linalg.norm(tx.mean(axis=0) - rx.mean(axis=0)))
         self.sync_delay_s = distance_m / SPEED_OF_LIGHT_MPS  # packet detection: first path
         link_tx = np.repeat(tx, len(rx), axis=0)[None]  # (1, L, 3)
         link_rx = np.tile(rx, (len(tx), 1))[None]
@@ -273,7 +275,7 @@ class Scene:
         drift = p.agc_drift_db * np.sin(2 * np.pi * times[:1] / 23.0 + radio.drift_phase)
         report, _ = impair(rng, shaped, p, radio.device, radio.subcarriers, [radio.snr_db],
                            drift_state_db=drift.astype(np.float32),
-                           sync_delay_s=radio.sync_delay_s)
+                           sync_delay_s=radio.sync_delay_s, packet_times_s=times)
         csi = np.zeros((BLOCK_PACKETS, p.n_tx, p.n_rx, len(p.frame_subcarriers)), np.complex64)
         csi[..., radio.columns] = report.csi[0]
         if not p.zero_unoccupied:  # Broadcom chips report noise where nothing was sent

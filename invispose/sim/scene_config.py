@@ -66,7 +66,9 @@ class RouterConfig(BaseModel):
     tx_positions_m: list[Vec3] = Field(..., min_length=1, description="transmit antennas")
     rx_positions_m: list[Vec3] = Field(..., min_length=1, description="receive antennas")
     rate_hz: float = Field(100.0, gt=0, le=2000, description="packets per second")
-    snr_db: float | None = Field(None, description="effective SNR (default: drawn per router)")
+    snr_db: float | None = Field(
+        None, description="effective SNR (default: drawn per router, falling with link length)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RouterConfig:

@@ -249,13 +249,15 @@ class PersonScript:
 def _empty(n: int) -> Pose:
     z = np.zeros((1, n), dtype=np.float32)
     return Pose(np.zeros((1, n, 2), np.float32), z.copy(), z.copy(), z.copy(),
-                np.zeros((1, n, 8, 2), np.float32), z.copy())
+                np.zeros((1, n, 8, 2), np.float32), z.copy(), z.copy())
 
 
 def _merge(dst: Pose, src: Pose, sel: npt.NDArray[np.intp]) -> None:
     """Write ``src`` (1, len(sel)) into columns ``sel`` of ``dst`` (1, n)."""
-    for name in ("root_xy", "heading", "pitch", "trunk_pitch", "limbs", "support_z"):
-        getattr(dst, name)[:, sel] = getattr(src, name)
+    for name in Pose.__slots__:
+        value = getattr(src, name)
+        if value is not None:
+            getattr(dst, name)[:, sel] = value
 
 
 def random_person(person_id: str, room_size_m: npt.ArrayLike, seed: int,

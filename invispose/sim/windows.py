@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from invispose.csi.dynamic import window_dynamic
 from invispose.csi.grid import N_CANONICAL, canonical_positions
-from invispose.csi.window import window_arrays
+from invispose.csi.window import window_features
 from invispose.sim.body import N_PARTS, TORSO_PART, body_parts, keypoints_major
 from invispose.sim.channel import (
     body_channel,
@@ -37,7 +38,7 @@ from invispose.sim.hardware import (
     training_subcarriers,
     with_tx,
 )
-from invispose.sim.impairments import DeviceState, impair, packet_times
+from invispose.sim.impairments import DeviceState, chain_response, impair, packet_times
 from invispose.sim.layouts import LayoutArrays
 from invispose.sim.motion import Motion, pose_at
 
@@ -48,6 +49,8 @@ C64 = npt.NDArray[np.complex64]
 EXTRA_PACKETS = 4  # packets simulated before the window so its first grid point has one
 BAND = 3  # packets either side of a grid point that can be its nearest (jitter << period)
 FAR_AWAY_M = 1.0e3
+#: profiles whose readers report the receiver gain per packet (``CsiFrame.agc_db``)
+GAIN_REPORTED = frozenset({"intel5300"})
 
 
 @dataclass(slots=True)
@@ -75,6 +78,9 @@ class SimulatedWindows:
     t_end_s: F64  # (n,) last grid time (the newest packet)
     tx_m: F32  # (n, L, 3) per link, tx-major
     rx_m: F32  # (n, L, 3)
+    dynamic: C64  # (n, L, T, S) as CsiWindow.dynamic, zero beyond a window's links
+    static: C64  # (n, L, S)
+    subcarrier_hz: F32  # (S,) carrier offsets of the canonical points
 
 
 def antenna_positions(
@@ -213,6 +219,10 @@ def simulate_windows(
     amplitude = np.zeros((n, profile.n_links, n_t, N_CANONICAL), dtype=np.float32)
     phase = np.zeros_like(amplitude)
     rel_phase = np.zeros_like(amplitude)
+    dynamic = np.zeros(amplitude.shape, dtype=np.complex64)
+    static = np.zeros((n, profile.n_links, N_CANONICAL), dtype=np.complex64)
+    reports_gain = profile.name in GAIN_REPORTED
+    subcarrier_hz = (canonical_offsets(profile.name) * SUBCARRIER_SPACING_HZ).astype(np.float32)
     for k in np.unique(n_tx).tolist():
         rows = np.flatnonzero(n_tx == k)
         used = k * profile.n_rx
@@ -221,24 +231,37 @@ def simulate_windows(
             shaped = np.swapaxes(part, 1, 2).reshape(len(rows), n_t, k, profile.n_rx, -1)
             subcarriers = positions.astype(np.int16)
             sync = np.linalg.norm(layouts.tx_centre_m[rows] - layouts.rx_centre_m[rows], axis=1)
-            dev = DeviceState(device.ripple[rows], device.chain_phase[rows, :k],
-                              device.timing_offset_s[rows], device.agc_offset_db[rows])
             report, _ = impair(receiver_rng, shaped.astype(np.complex64), with_tx(profile, k),
-                               dev, subcarriers, windows.snr_db[rows],
-                               sync_delay_s=sync / SPEED_OF_LIGHT_MPS)
+                               device.take(rows, k), subcarriers, windows.snr_db[rows],
+                               sync_delay_s=sync / SPEED_OF_LIGHT_MPS,
+                               packet_times_s=t_sel[rows])
             csi = report.csi
             csi[~valid[rows]] = 0  # the runtime zero-fills grid points without a packet
-            amp, ph, rel = window_arrays(csi, subcarriers, profile.bandwidth_mhz)
+            features = window_features(csi, subcarriers, profile.bandwidth_mhz,
+                                       gain_db=report.gain_db if reports_gain else None)
+            amp, ph, rel = features.amplitude, features.phase, features.rel_phase
+            dyn, stat = features.dynamic, features.static
+            subcarrier_hz = features.subcarrier_hz
         else:
-            part = part * device.ripple[rows, None, None, :]  # (r, L_k, T, S)
+            # the same chain phases and timing skews the full receiver model applies
+            chains = chain_response(device.take(rows, k), offsets_hz).reshape(len(rows), used, -1)
+            part = part * (device.ripple[rows, None, None, :]
+                           * chains[:, :, None, :])  # (r, L_k, T, S)
             gen = torch.Generator().manual_seed(int(receiver_rng.integers(0, 2**63 - 1)))
-            re, im = report_fast(gen, part, windows.snr_db[rows], profile.target_rms,
-                                 profile.max_int, profile.agc_drift_db, profile.agc_step_db,
-                                 valid[rows])
+            re, im, gain_db = report_fast(gen, part, windows.snr_db[rows], profile.target_rms,
+                                          profile.max_int, profile.agc_drift_db,
+                                          profile.agc_step_db, valid[rows])
             amp, ph, rel = canonical_arrays(re, im, canonical_positions(), valid[rows])
+            csi = np.empty(re.shape, dtype=np.complex64)  # (r, L_k, T, S)
+            csi.real, csi.imag = re, im
+            split = window_dynamic(np.swapaxes(csi, 1, 2), valid[rows],
+                                   gain_db=gain_db if reports_gain else None)
+            dyn, stat = split.dynamic, split.static
         amplitude[rows, :used] = amp
         phase[rows, :used] = ph
         rel_phase[rows, :used] = rel
+        dynamic[rows, :used] = dyn
+        static[rows, :used] = stat
     link_mask = np.arange(profile.n_links)[None, :] < n_links[:, None]  # (n, L)
     tx = np.where(link_mask[..., None], tx, 0.0).astype(np.float32)
     rx = np.where(link_mask[..., None], rx, 0.0).astype(np.float32)
@@ -252,4 +275,7 @@ def simulate_windows(
         t_end_s=t_end,
         tx_m=tx,
         rx_m=rx,
+        dynamic=dynamic,
+        static=static,
+        subcarrier_hz=subcarrier_hz,
     )

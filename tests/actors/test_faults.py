@@ -84,7 +84,8 @@ def test_killed_store_loses_no_stored_event(system: Any) -> None:
 
     from actors.common import NAMESPACE, STORE_NAME
 
-    before = wait_for(lambda: len(events()) >= 2 and events(), 60, "first events")
+    # the router must have been seen connected first, or its restart is no disconnection
+    before = wait_for(lambda: events("router.connected") and events(), 60, "router.connected")
     ray.kill(ray.get_actor(STORE_NAME, namespace=NAMESPACE), no_restart=False)
     # the router's restart produces new events through the restarted store
     from actors.common import router_name
@@ -98,7 +99,10 @@ def test_killed_store_loses_no_stored_event(system: Any) -> None:
             got if "router.disconnected" in kinds and kinds.count("router.connected") >= 2 else []
         )
 
-    after = wait_for(reconnected, 90, "router events through the restarted store")
+    try:
+        after = wait_for(reconnected, 90, "router events through the restarted store")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; stored: {[e['type'] for e in events()]}") from None
     ids = [e["id"] for e in after]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert [e["id"] for e in after[: len(before)]] == [e["id"] for e in before]

@@ -96,3 +96,12 @@ def test_config_check_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     path.write_text("spaces: [unclosed")
     assert main(["config", "check", str(path)]) == 1
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_model_classical_shorthand_names_the_estimator() -> None:
+    spaces = [{"id": "room", "size_m": [5.0, 4.0, 2.7]}]
+    site = parse_config({"spaces": spaces, "model": "classical"})
+    assert site.model.estimator == "classical"
+    assert parse_config({"spaces": spaces}).model.estimator == "learned"
+    with pytest.raises(ConfigError, match="model"):
+        parse_config({"spaces": spaces, "model": "magic"})

@@ -76,6 +76,13 @@ def synthetic_batch(
         amplitude=amplitude.astype(np.float32),
         phase=phase.astype(np.float32),
         rel_phase=rel_phase.astype(np.float32),
+        dynamic=(phase * link_mask[:, :, None, None]).astype(np.complex64),
+        static=np.ones((n_windows, n_l, n_s), np.complex64) * link_mask[..., None],
+        subcarrier_hz=np.broadcast_to(
+            np.linspace(-8.75e6, 8.75e6, n_s, dtype=np.float32), (n_windows, n_l, n_s)
+        ).copy(),
+        carrier_hz=np.where(link_mask, np.float32(5.18e9), np.float32(0.0)),
+        link_router=np.where(link_mask, 0, -1).astype(np.int8),
         valid=np.ones((n_windows, n_t), bool),
         link_mask=link_mask,
         tx_pos_m=tx.astype(np.float32),
@@ -85,6 +92,7 @@ def synthetic_batch(
         person_mask=person_mask,
         activity=activity,
         falling=person_mask & (rng.random((n_windows, p)) < 0.1),
+        n_routers=np.ones(n_windows, np.int8),
         hardware=["synthetic"] * n_windows,
     )
 

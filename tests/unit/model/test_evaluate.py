@@ -20,6 +20,8 @@ from invispose.model.metrics import MeanPoseStats, MetricAccumulator
 from invispose.model.network import PoseNet, PoseNetConfig
 from invispose.schemas import FloatArray, WindowBatch
 
+LOCATION_KEYS = {"root_error_m", "root_relative_mpjpe_mm", "count_confusion",
+                 "one_person_exactly_one", "persons", "windows", "by_routers", "by_motion"}
 KEYS = {
     "mpjpe_mm", "pa_mpjpe_mm", "pck3d_150", "oks_ap", "ap50", "ap75",
     "count_accuracy", "fall_precision", "fall_recall",
@@ -61,24 +63,30 @@ def test_model_and_baseline_side_by_side(make_batch: Callable[..., WindowBatch])
     stats.update(train.keypoints_m, train.person_mask, train.room_size_m)
     test = make_batch(6, 40)
     parts = [take(test, np.arange(0, 25)), take(test, np.arange(25, 40))]
-    ours, base, windows = evaluate_batches(model, parts, stats, front, batch_size=16)
+    ours, base, classic, windows = evaluate_batches(model, parts, stats, front, batch_size=16)
     assert windows == 40
-    assert set(ours) == set(base) == KEYS
+    assert set(ours) == set(base) == set(classic) == KEYS | LOCATION_KEYS
+    assert ours["persons"] == base["persons"] == int(test.person_mask.sum())
     # the baseline puts a body per true person at the mean place, never predicts a fall
     assert 0 < base["mpjpe_mm"] < 3000
     assert base["fall_recall"] == 0.0 or math.isnan(base["fall_recall"])
     expected_count = np.mean(test.person_mask.sum(1) == stats.majority_count)
     assert base["count_accuracy"] == pytest.approx(expected_count)
-    doc = Evaluation("cross-layout", 3, windows, ours, base).to_json()
-    assert set(doc) == {"split", "seed", "windows", "model", "baseline"}
-    assert set(doc["model"]) == set(doc["baseline"]) == KEYS
+    doc = Evaluation("cross-layout", 3, windows, ours, base, classic).to_json()
+    assert set(doc) == {"split", "seed", "windows", "model", "baseline", "classical"}
+    assert set(doc["model"]) == set(doc["baseline"]) == set(doc["classical"])
+    assert set(doc["classical"]["root_error_m"]) == {"median", "p90"}
+    assert set(doc["model"]["by_routers"]) == {"1"}
     json.dumps(doc, allow_nan=False)  # undefined metrics are null, never NaN
 
 
-def test_table_shows_both_columns() -> None:
+def test_table_shows_all_three_columns() -> None:
     values = dict.fromkeys(KEYS, 0.5) | {"mpjpe_mm": 123.44, "fall_precision": math.nan}
-    text = Evaluation("same-layout", 1, 10, values, values).table()
+    values |= {"root_error_m": {"median": 0.25, "p90": 0.5},
+               "by_routers": {"2": {"root_error_m": {"median": 0.75, "p90": 1.0}}}}
+    text = Evaluation("same-layout", 1, 10, values, values, values).table()
     assert "MPJPE (mm)" in text and "123.4" in text and "mean pose" in text
+    assert "classical" in text and "0.250" in text and "2 rtr" in text and "0.750" in text
     assert "n/a" in text
 
 

@@ -32,6 +32,10 @@ def window(rng: np.random.Generator, n_links: int, n_time: int = 16, n_sub: int 
         amplitude=rng.uniform(0.5, 1.5, (n_links, n_time, n_sub)).astype(np.float32),
         phase=rng.normal(0, 0.3, (n_links, n_time, n_sub)).astype(np.float32),
         rel_phase=rng.normal(0, 0.05, (n_links, n_time, n_sub)).astype(np.float32),
+        dynamic=(0.1 * rng.normal(size=(n_links, n_time, n_sub, 2))).astype(np.float32)
+        .view(np.complex64)[..., 0],
+        static=np.ones((n_links, n_sub), np.complex64),
+        subcarrier_hz=np.linspace(-8.75e6, 8.75e6, n_sub, dtype=np.float32),
         valid=rng.random(n_time) > 0.1,
         tx_pos_m=rng.uniform(0, 2.5, (n_links, 3)).astype(np.float32),
         rx_pos_m=rng.uniform(0, 2.5, (n_links, 3)).astype(np.float32),

@@ -82,6 +82,6 @@ def test_model_learns_to_count_people_from_simulated_csi(tmp_path: Path) -> None
     })
     result = train(cfg)  # fresh simulator windows every step
     test = generate_batch("same-layout", 12, 256, max_persons=1, hardware="intel5300")
-    ours, baseline, _ = evaluate_batches(result.model, [test], result.mean_pose, None)
+    ours, baseline, _, _ = evaluate_batches(result.model, [test], result.mean_pose, None)
     assert baseline["count_accuracy"] > 0.6  # most windows hold one person
     assert ours["count_accuracy"] > baseline["count_accuracy"] + 0.04  # 0.82 vs 0.76 here

@@ -55,14 +55,14 @@ def test_model_learns_to_beat_the_mean_pose(
     assert result.step == 300
     assert result.checkpoint == tmp_path / "last.pt"
     test = make_batch(2024, 256)
-    ours, baseline, windows = evaluate_batches(result.model, [test], result.mean_pose, None)
+    ours, baseline, _, windows = evaluate_batches(result.model, [test], result.mean_pose, None)
     assert windows == 256
     assert ours["mpjpe_mm"] < 0.6 * baseline["mpjpe_mm"]
     assert ours["pck3d_150"] > baseline["pck3d_150"]
     assert ours["count_accuracy"] > baseline["count_accuracy"]
     # the saved checkpoint holds the same model and the baseline statistics
     loaded = load_model(tmp_path / "last.pt")
-    again, _, _ = evaluate_batches(loaded.model, [test], result.mean_pose, None)
+    again, _, _, _ = evaluate_batches(loaded.model, [test], result.mean_pose, None)
     assert again["mpjpe_mm"] == pytest.approx(ours["mpjpe_mm"], rel=1e-5)
     assert loaded.mean_pose is not None
     assert loaded.mean_pose.n_persons == result.mean_pose.n_persons

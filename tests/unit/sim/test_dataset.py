@@ -39,27 +39,56 @@ def test_batch_shapes_and_contents(train_batch) -> None:  # type: ignore[no-unty
     b = train_batch
     n, n_links = len(b), b.amplitude.shape[1]
     assert b.amplitude.shape == b.phase.shape == b.rel_phase.shape == (n, n_links, 64, 32)
+    assert b.dynamic.shape == (n, n_links, 64, 32) and b.dynamic.dtype == np.complex64
+    assert b.static.shape == b.subcarrier_hz.shape == (n, n_links, 32)
     assert b.amplitude.dtype == np.float32 and np.isfinite(b.amplitude).all()
     assert np.isfinite(b.phase).all() and np.isfinite(b.rel_phase).all()
-    assert np.all(b.rel_phase[:, 0] == 0)  # the reference link, and one-link routers
+    assert np.isfinite(b.dynamic).all()
     assert b.keypoints_m.shape == (n, MAX_PERSONS, N_KEYPOINTS, 3)
-    assert set(b.hardware) <= {"esp32", "intel5300", "nexmon"}
-    # padded links are zero, real links carry normalised amplitude (RMS 1 per window)
+    names = [h.split("+") for h in b.hardware]
+    assert {x for h in names for x in h} == {"esp32", "intel5300", "nexmon"}
+    assert [len(h) for h in names] == b.n_routers.tolist()
+    assert set(b.n_routers.tolist()) == {1, 2, 3, 4}
+    # padded links are zero and belong to no router; each router's links follow the last
     pad = ~b.link_mask
-    assert np.all(b.amplitude[pad] == 0)
-    power = (b.amplitude**2).sum(axis=(1, 2, 3))
-    rms = np.sqrt(power / (b.link_mask.sum(1) * b.valid.sum(1) * 32))
-    assert np.allclose(rms, 1.0, atol=1e-3)
-    assert np.all(b.amplitude.transpose(0, 2, 1, 3)[~b.valid] == 0)  # lost packets are empty
-    assert 0.85 < b.valid.mean() < 1.0
+    assert np.all(b.amplitude[pad] == 0) and np.all(b.dynamic[pad] == 0)
+    assert np.all(b.link_router[pad] == -1) and np.all(b.carrier_hz[pad] == 0)
+    sizes = {"esp32": {1}, "nexmon": {1}, "intel5300": {3, 6, 9}}
+    for i in range(n):
+        routers = b.link_router[i][b.link_mask[i]]
+        assert np.all(np.diff(routers) >= 0) and routers.max() == b.n_routers[i] - 1
+        for r, name in enumerate(names[i]):
+            links = b.link_router[i] == r
+            assert int(links.sum()) in sizes[name]
+            first = np.flatnonzero(links)[0]
+            assert np.all(b.rel_phase[i, first] == 0)  # each router's reference link
+            carrier = {"esp32": 2.437e9, "intel5300": 5.18e9, "nexmon": 5.21e9}[name]
+            assert np.allclose(b.carrier_hz[i, links], carrier)
+            amp = b.amplitude[i, links]  # (L_r, T, S): RMS 1 per router window
+            steps = np.any(amp != 0, axis=(0, 2))  # (T,) this router's packets
+            assert np.sqrt((amp**2).sum() / (links.sum() * steps.sum() * 32)) == pytest.approx(
+                1.0, abs=1e-3)
+            assert not np.any(b.valid[i] & ~steps)  # valid: every router had a packet
+    assert 0.7 < b.valid.mean() < 1.0
     # empty person slots are empty, people stand inside their rooms
     assert np.all(b.activity[~b.person_mask] == -1) and np.all(b.activity[b.person_mask] >= 0)
     hips = b.keypoints_m[:, :, 11]  # (N, P, 3)
     size = b.room_size_m[:, None, :]
     inside = (hips[..., :2] > 0) & (hips[..., :2] < size[..., :2])
     assert inside[b.person_mask].all()
-    links = b.link_mask.sum(1)
-    assert set(links.tolist()) <= {1, 3, 6, 9}
+
+
+def test_routers_of_a_space_see_the_same_people_from_other_places() -> None:
+    one = generate_batch("val", 5, 8, routers=1)
+    two = generate_batch("val", 5, 8, routers=2)
+    assert np.all(two.n_routers == 2) and np.all(one.n_routers == 1)
+    assert set(np.unique(two.link_router).tolist()) == {-1, 0, 1} or set(
+        np.unique(two.link_router).tolist()) == {0, 1}
+    for i in range(len(two)):
+        first, second = two.link_router[i] == 0, two.link_router[i] == 1
+        assert not np.allclose(two.tx_pos_m[i, first][0], two.tx_pos_m[i, second][0])
+    with pytest.raises(SimulationError):
+        generate_batch("val", 0, 2, routers=5)
 
 
 def test_people_and_activities_cover_the_classes(train_batch) -> None:  # type: ignore[no-untyped-def]
@@ -87,13 +116,13 @@ def test_cross_layout_rooms_were_never_trained_on() -> None:
         assert np.all(gap > 0.05)
     gap = np.abs(b.room_size_m[:, 2, None] - TRAIN_HEIGHTS_M[None]).min(axis=1)
     assert np.all(gap > 0.05)
-    assert set(b.hardware) <= {"esp32", "intel5300", "nexmon"}
+    assert {x for h in b.hardware for x in h.split("+")} <= {"esp32", "intel5300", "nexmon"}
 
 
 def test_cross_hardware_is_the_held_out_profile() -> None:
     b = generate_batch("cross-hardware", 0, 12)
-    assert set(b.hardware) == {"atheros"}
-    assert np.all(b.link_mask.sum(1) == 9)
+    assert {x for h in b.hardware for x in h.split("+")} == {"atheros"}
+    assert np.all(b.link_mask.sum(1) == 9 * b.n_routers)
     with pytest.raises(SimulationError):
         generate_batch("train", 0, 4, hardware="atheros")
     with pytest.raises(SimulationError):

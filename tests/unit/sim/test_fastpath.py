@@ -52,7 +52,7 @@ def test_report_fast_quantises_and_blanks_lost_packets() -> None:
     clean = _smooth_csi(rng, (4, 2, 10, 32)) * 1e-4  # far below one integer step
     valid = np.ones((4, 10), dtype=bool)
     valid[:, 3] = False
-    re, im = report_fast(torch.Generator().manual_seed(0), clean, [25.0] * 4, 22.0, 127, 0.5,
+    re, im, _ = report_fast(torch.Generator().manual_seed(0), clean, [25.0] * 4, 22.0, 127, 0.5,
                          1.0, valid)
     assert np.array_equal(re, np.round(re)) and np.abs(re).max() <= 127
     assert np.all(re[:, :, 3] == 0) and np.all(im[:, :, 3] == 0)

@@ -116,10 +116,12 @@ def test_chunked_offset_phase_stays_close_to_the_exact_sum() -> None:
 
 
 def _window(scene: Scene, t0_s: float) -> np.ndarray:
-    frames = scene.frames("r", t0_s, t0_s + 0.64)
+    """Window amplitude (L, T, 32), each packet over its mean: AGC steps removed."""
+    frames = scene.frames("r", t0_s, t0_s + 1.0)
     csi = np.stack([f.csi for f in frames])[:, None]  # (T, 1, n_tx, n_rx, n_sub)
     amplitude, _, _ = window_arrays(csi[:, 0], frames[0].subcarriers, frames[0].bandwidth_mhz)
-    return amplitude  # (L, T, 32)
+    out: np.ndarray = amplitude / amplitude.mean(axis=(0, 2), keepdims=True)
+    return out
 
 
 def test_empty_room_is_static_but_for_noise_and_impairments() -> None:

@@ -1,0 +1,1 @@
+"""Classical localisation: back-projection of the dynamic channel onto a space's floor."""

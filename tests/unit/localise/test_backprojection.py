@@ -1,0 +1,128 @@
+"""Back-projection: a mover's echo is found where it is, with unknown chain phases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from invispose.csi.dynamic import window_dynamic
+from invispose.localise.backprojection import (
+    SPEED_OF_LIGHT_MPS,
+    Calibration,
+    RouterView,
+    calibrate_from_static,
+    heatmap,
+    image_path_lengths_m,
+)
+from invispose.localise.floor import FloorLocaliser, floor_grid
+from invispose.sim.hardware import SUBCARRIER_SPACING_HZ, canonical_offsets
+
+ROOM = np.array([5.0, 4.0, 2.7])
+CARRIER_HZ = 5.18e9
+SUB_HZ = (canonical_offsets("intel5300") * SUBCARRIER_SPACING_HZ).astype(np.float32)  # (S,)
+T = 64
+
+
+def array_3(centre: list[float], axis: list[float]) -> np.ndarray:
+    """Three elements 2.9 cm apart (half a wavelength at 5 GHz)."""
+    offsets = (np.arange(3) - 1.0) * 0.029
+    return np.asarray(centre) + offsets[:, None] * np.asarray(axis)  # (3, 3)
+
+
+def links(tx: np.ndarray, rx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tx-major link endpoints (9, 3) each."""
+    return np.repeat(tx, 3, 0).astype(np.float32), np.tile(rx, (3, 1)).astype(np.float32)
+
+
+def paths(tx: np.ndarray, rx: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """exp(−j2π f d / c) of tx → point → rx for points (..., 3): (..., L, S)."""
+    d = (np.linalg.norm(points[..., None, :] - tx, axis=-1)
+         + np.linalg.norm(rx - points[..., None, :], axis=-1))  # (..., L)
+    f = CARRIER_HZ + SUB_HZ.astype(np.float64)  # (S,)
+    return np.exp(-2j * np.pi * d[..., None] * f / SPEED_OF_LIGHT_MPS)
+
+
+def router_window(
+    rng: np.random.Generator, tx: np.ndarray, rx: np.ndarray, start: list[float],
+    velocity: list[float], echo_db: float = -20.0, snr_db: float = 30.0,
+) -> tuple[RouterView, np.ndarray]:
+    """A walker's window through a receiver with unknown chain phases; view and end point."""
+    ltx, lrx = links(tx, rx)
+    t = np.arange(T)[:, None] / 100.0
+    walk = np.asarray(start) + t * np.asarray(velocity)  # (T, 3)
+    direct = np.linalg.norm(lrx - ltx, axis=-1)  # (L,)
+    f = CARRIER_HZ + SUB_HZ.astype(np.float64)
+    los = np.exp(-2j * np.pi * direct[:, None] * f / SPEED_OF_LIGHT_MPS)  # (L, S)
+    # one wall reflection, weaker than the direct path, as a room adds
+    image = ltx.copy()
+    image[:, 1] = -ltx[:, 1]
+    wall = 0.3 * np.exp(-2j * np.pi * np.linalg.norm(lrx - image, axis=-1)[:, None] * f
+                        / SPEED_OF_LIGHT_MPS)
+    echo = 10 ** (echo_db / 20) * paths(ltx, lrx, walk)  # (T, L, S)
+    h = (los + wall)[None] + echo
+    chains = np.exp(1j * rng.uniform(-np.pi, np.pi, 9))[None, :, None]  # per tx/rx chain pair
+    # per packet: common phase and timing slope, as one receiver puts on all its antennas
+    phase = rng.uniform(-np.pi, np.pi, (T, 1, 1))
+    slope = rng.normal(0, 2e-8, (T, 1, 1)) * SUB_HZ
+    noise = rng.normal(size=h.shape) + 1j * rng.normal(size=h.shape)
+    h = h * chains + noise * 10 ** (-snr_db / 20) / np.sqrt(2)
+    h = (h * np.exp(1j * (phase + slope))).astype(np.complex64)
+    split = window_dynamic(h, np.ones(T, bool))
+    view = RouterView(split.dynamic, split.static, ltx, lrx, CARRIER_HZ, SUB_HZ)
+    return view, walk[-1]
+
+
+def test_calibration_recovers_chain_phases_of_a_clean_static_channel(
+    rng: np.random.Generator,
+) -> None:
+    ltx, lrx = links(array_3([0.1, 1.2, 1.5], [0, 1, 0]), array_3([4.9, 2.6, 1.2], [0, 1, 0]))
+    f = CARRIER_HZ + SUB_HZ.astype(np.float64)
+    direct = np.linalg.norm(lrx - ltx, axis=-1)
+    theta = rng.uniform(-np.pi, np.pi, 9)
+    tilt = 3e-8  # a timing offset left in the window's frame (s)
+    static = np.exp(1j * theta[:, None] - 2j * np.pi * direct[:, None] * f / SPEED_OF_LIGHT_MPS
+                    - 2j * np.pi * tilt * SUB_HZ)
+    view = RouterView(np.zeros((9, T, 32), np.complex64), static.astype(np.complex64), ltx, lrx,
+                      CARRIER_HZ, SUB_HZ)
+    cal = calibrate_from_static(view)
+    relative = np.angle(np.exp(1j * ((cal.link_phase - cal.link_phase[0]) - (theta - theta[0]))))
+    assert np.abs(relative).max() < 1e-3
+    assert cal.slope == pytest.approx(-2 * np.pi * tilt, rel=1e-3)
+    assert image_path_lengths_m(view, ROOM).shape == (9, 7)  # direct + six surfaces
+
+
+def test_a_walker_is_found_through_unknown_chain_phases(rng: np.random.Generator) -> None:
+    errors = []
+    for start in ([1.2, 2.8, 1.0], [3.5, 1.2, 1.0], [2.0, 1.5, 1.0], [4.0, 3.2, 1.0]):
+        views, end = [], None
+        for tx, rx in ((array_3([0.1, 1.2, 1.5], [0, 1, 0]), array_3([4.9, 2.6, 1.2], [0, 1, 0])),
+                       (array_3([1.5, 0.1, 1.6], [1, 0, 0]), array_3([3.3, 3.9, 1.1], [1, 0, 0]))):
+            view, end = router_window(rng, tx, rx, start, [0.8, -0.4, 0.0])
+            views.append(view)
+        assert end is not None
+        result = FloorLocaliser().locate(views, ROOM)
+        middle = np.asarray(start[:2]) + 0.32 * np.asarray([0.8, -0.4])  # mid-window
+        errors.append(np.linalg.norm(result.peaks[0].xy_m - middle))
+        assert result.fused.shape == (len(floor_grid(ROOM).cells_m),)
+    assert np.median(errors) < 0.3
+
+
+def test_an_empty_room_has_no_peak_that_stands_out(rng: np.random.Generator) -> None:
+    tx, rx = array_3([0.1, 1.2, 1.5], [0, 1, 0]), array_3([4.9, 2.6, 1.2], [0, 1, 0])
+    busy, _ = router_window(rng, tx, rx, [2.0, 3.0, 1.0], [0.8, 0.0, 0.0])
+    empty, _ = router_window(rng, tx, rx, [200.0, 300.0, 1.0], [0.0, 0.0, 0.0], echo_db=-120)
+    loc = FloorLocaliser()
+    assert loc.locate([busy], ROOM).peaks[0].contrast > 2 * loc.locate([empty], ROOM).peaks[
+        0].contrast
+
+
+def test_heatmap_is_finite_for_a_single_link(rng: np.random.Generator) -> None:
+    view = RouterView(
+        (0.01 * rng.normal(size=(1, T, 32, 2))).astype(np.float32).view(np.complex64)[..., 0],
+        np.ones((1, 32), np.complex64), np.array([[0.2, 0.2, 1.0]], np.float32),
+        np.array([[4.8, 3.8, 1.0]], np.float32), 2.437e9, SUB_HZ,
+    )
+    grid = floor_grid(ROOM, cell_m=0.25)
+    power = heatmap(view, grid.cells_m, Calibration(np.zeros(1, np.float32), 0.0))
+    assert power.shape == (len(grid.cells_m),) and np.all(np.isfinite(power))
+    assert np.all(power >= 0)
