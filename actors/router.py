@@ -1,4 +1,8 @@
-"""RouterActor: one per router. Source → reader → windows → inference → tracker."""
+"""RouterActor: one per router. Source → reader → windows → its space's tracker.
+
+The tracker gathers the hop's windows of all the space's routers and runs inference on
+them together (``actors/tracker.py``).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,11 @@ from typing import Any
 import numpy as np
 import ray
 
-from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from invispose.config import SiteConfig
 from invispose.csi.motion import MotionDetector
 from invispose.csi.window import Windower
 from invispose.ingest import FrameSource, build_source
-from invispose.schemas import CsiWindow, Detection
+from invispose.schemas import CsiWindow
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +52,6 @@ class RouterHost:
         )
         self.motion = MotionDetector(rate_hz=1.0 / self.hop_s)
         self.tracker = tracker
-        self._estimator: Any = None
         self._source: FrameSource | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
@@ -160,25 +162,16 @@ class RouterHost:
         asyncio.get_running_loop().create_task(self._infer(window))
 
     async def _infer(self, window: CsiWindow) -> None:
-        sent_s = time.time()
+        """Hand the window to the space's tracker, which batches the hop for inference."""
         try:
-            if self._estimator is None:
-                from ray import serve
-
-                self._estimator = serve.get_deployment_handle(
-                    ESTIMATOR_DEPLOYMENT, app_name=SERVE_APP
-                )
-            detection: Detection = await self._estimator.remote(window)
-            done_s = time.time()
-            detection.latency_ms["ingest"] = (sent_s - window.t_end_s) * 1e3
-            detection.latency_ms["inference"] = (done_s - sent_s) * 1e3
-            self._latency_ms.append((done_s - window.t_end_s) * 1e3)
+            await self.tracker.submit_window.remote(window)
+            self._latency_ms.append((time.time() - window.t_end_s) * 1e3)
             self.counters["detections"] += 1
-            self.tracker.submit.remote(detection)
         except Exception as exc:
             self.counters["inference_errors"] += 1
             self.last_error = str(exc)
-            logger.warning("router %s: inference failed: %s", self.router.id, exc)
+            logger.warning("router %s: handing the window to the tracker failed: %s",
+                           self.router.id, exc)
         finally:
             self._in_flight -= 1
             if self._pending is not None and self._in_flight < MAX_IN_FLIGHT:

@@ -1,4 +1,12 @@
-"""TrackerActor: one per space. Fuses its routers' detections into tracked PoseFrames."""
+"""TrackerActor: one per space. A hop's router windows -> PoseEstimator -> tracked PoseFrames.
+
+Routers hand their windows to their space's tracker (``submit_window``); once every router
+of the space delivered this hop's window (or ``COALESCE_S`` after the first), the tracker
+sends them to the PoseEstimator as one request (the classical localiser fuses them on the
+floor; the learned model runs per window), then tracks, stores and publishes. One hop is
+in inference at a time; a router's newer window replaces its pending one (counted).
+``submit`` still takes detections made elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,10 @@ from typing import Any
 
 import ray
 
+from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC
 from invispose.config import SiteConfig
-from invispose.schemas import Detection, Event, PoseFrame
+from invispose.schemas import CsiWindow, Detection, Event, PoseFrame
 from invispose.tracking import Tracker
 
 logger = logging.getLogger(__name__)
@@ -47,12 +56,18 @@ class TrackerHost:
         self.store = store
         self.bus = bus
         self._pending: dict[str, Detection] = {}
+        self._windows: dict[str, CsiWindow] = {}  # this hop's window per router
+        self._estimator: Any = None
         self._first_pending_s: float | None = None
+        self._window_arrival_s: dict[str, float] = {}  # when each pending window arrived
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._start_lock = asyncio.Lock()
-        self.counters = {"steps": 0, "detections": 0, "superseded": 0, "errors": 0, "events": 0}
+        self.counters = {
+            "steps": 0, "detections": 0, "windows": 0, "superseded": 0, "errors": 0,
+            "events": 0, "inference_errors": 0,
+        }
         self.last_step_ms = 0.0
 
     async def start(self) -> bool:
@@ -89,6 +104,47 @@ class TrackerHost:
         if self.routers <= set(self._pending):
             self._wake.set()
 
+    async def submit_window(self, window: CsiWindow) -> None:
+        """Accept one router's window of this hop; inference runs when the hop is complete."""
+        if not self._started:
+            await self.start()
+        self.counters["windows"] += 1
+        window_arrival_s = time.time()
+        if window.router_id in self._windows:
+            self.counters["superseded"] += 1
+        self._windows[window.router_id] = window
+        self._window_arrival_s[window.router_id] = window_arrival_s
+        if self._first_pending_s is None:
+            self._first_pending_s = time.monotonic()
+        if self.routers <= set(self._windows):
+            self._wake.set()
+
+    async def _infer(
+        self, windows: list[CsiWindow], arrival_s: dict[str, float]
+    ) -> list[Detection]:
+        """Detections of one hop's windows from the PoseEstimator (none if it failed)."""
+        sent_s = time.time()
+        try:
+            if self._estimator is None:
+                from ray import serve
+
+                self._estimator = serve.get_deployment_handle(
+                    ESTIMATOR_DEPLOYMENT, app_name=SERVE_APP
+                )
+            detections: list[Detection] = await self._estimator.remote(windows)
+        except Exception as exc:
+            self.counters["inference_errors"] += 1
+            logger.warning("tracker %s: inference failed: %s", self.space_id, exc)
+            return []
+        done_s = time.time()
+        for detection in detections:
+            first = min((arrival_s.get(r, sent_s) for r in detection.router_id.split("+")),
+                        default=sent_s)
+            detection.latency_ms["ingest"] = (first - detection.t_end_s) * 1e3
+            detection.latency_ms["inference"] = (done_s - sent_s) * 1e3
+        self.counters["detections"] += len(detections)
+        return detections
+
     async def _steps(self) -> None:
         while True:
             timeout_s = None
@@ -97,13 +153,22 @@ class TrackerHost:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout_s)
             self._wake.clear()
-            if not self._pending:
+            if not self._windows and not self._pending:
+                self._first_pending_s = None
                 continue
+            # the hop is taken whole; what arrives meanwhile starts the next one's clock
+            windows = list(self._windows.values())
+            arrival_s = dict(self._window_arrival_s)
             detections = list(self._pending.values())
+            self._windows.clear()
+            self._window_arrival_s.clear()
             self._pending.clear()
             self._first_pending_s = None
             try:
-                await self._step(detections)
+                if windows:
+                    detections += await self._infer(windows, arrival_s)
+                if detections:
+                    await self._step(detections)
             except Exception:
                 self.counters["errors"] += 1
                 logger.exception("tracker %s: step failed", self.space_id)

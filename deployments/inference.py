@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from actors.common import ESTIMATOR_DEPLOYMENT
 from invispose.localise.classical import ClassicalEstimator
-from invispose.localise.views import views_from_windows
 from invispose.model.checkpoint import load_model
 from invispose.model.network import PoseNet
 from invispose.schemas import CsiWindow, Detection
@@ -30,7 +27,7 @@ class EstimatorOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int = Field(32, ge=1, description="Windows per batch at most")
+    max_batch_size: int = Field(32, ge=1, description="Space hops (requests) per batch at most")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="Wait to fill a batch")
 
 
@@ -73,22 +70,33 @@ class PoseEstimator:
         self.__call__.set_max_batch_size(options.max_batch_size)  # type: ignore[attr-defined]
         self.__call__.set_batch_wait_timeout_s(options.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
-    def _predict(self, windows: list[CsiWindow]) -> list[Detection]:
+    def _predict(self, hops: list[list[CsiWindow]]) -> list[list[Detection]]:
+        """Detections per space hop: the classical localiser fuses a hop's routers into one;
+        the learned model (per router window) runs once over every window of the batch."""
         if self.classical is not None:
-            return classical_detections(self.classical, windows)
+            return [[self.classical.detect(windows)] for windows in hops]
         assert self.model is not None
+        flat = [w for windows in hops for w in windows]
         if self.use_bf16:
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self.model.predict(windows, batch_size=len(windows))
-        return self.model.predict(windows, batch_size=len(windows))
+                detections = self.model.predict(flat, batch_size=len(flat))
+        else:
+            detections = self.model.predict(flat, batch_size=len(flat))
+        out, start = [], 0
+        for windows in hops:
+            out.append(detections[start : start + len(windows)])
+            start += len(windows)
+        return out
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def __call__(self, windows: list[CsiWindow]) -> list[Detection]:
+    async def __call__(self, hops: list[list[CsiWindow]]) -> list[list[Detection]]:
+        """One request is one space's router windows of one hop; returns its detections."""
         loop = asyncio.get_running_loop()
-        detections = await loop.run_in_executor(self._executor, self._predict, windows)
+        detections = await loop.run_in_executor(self._executor, self._predict, hops)
+        n_windows = sum(len(windows) for windows in hops)
         self.batches += 1
-        self.windows += len(windows)
-        self.batch_sizes.append(len(windows))
+        self.windows += n_windows
+        self.batch_sizes.append(n_windows)
         return detections
 
     async def stats(self) -> dict[str, Any]:
@@ -102,25 +110,3 @@ class PoseEstimator:
             "estimator": self.estimator,
         }
 
-
-def classical_detections(
-    estimator: ClassicalEstimator, windows: list[CsiWindow]
-) -> list[Detection]:
-    """One Detection per window from the classical localiser (each router on its own)."""
-    detections = []
-    for window in windows:
-        started = time.perf_counter()
-        presence, keypoints, _ = estimator.estimate(views_from_windows([window]),
-                                                   window.room_size_m)
-        detections.append(
-            Detection(
-                router_id=window.router_id,
-                space_id=window.space_id,
-                t_end_s=window.t_end_s,
-                presence=presence,
-                keypoints_m=keypoints,
-                keypoint_conf=np.repeat(presence[:, None], keypoints.shape[1], axis=1),
-                latency_ms={"inference": 1000.0 * (time.perf_counter() - started)},
-            )
-        )
-    return detections

@@ -11,6 +11,7 @@ better than chance at telling a second person from none, so this estimator count
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,8 +20,15 @@ import numpy.typing as npt
 
 from invispose.localise.backprojection import RouterView
 from invispose.localise.floor import FloorLocaliser, FloorResult
-from invispose.localise.views import views_from_batch
-from invispose.schemas import MAX_PERSONS, N_KEYPOINTS, FloatArray, WindowBatch
+from invispose.localise.views import views_from_batch, views_from_windows
+from invispose.schemas import (
+    MAX_PERSONS,
+    N_KEYPOINTS,
+    CsiWindow,
+    Detection,
+    FloatArray,
+    WindowBatch,
+)
 
 #: fused-map contrast from which the strongest peak is a person. Chosen on the val split
 #: (seed 1, 300 space windows, 0-4 people, 1-4 mixed routers): about the best count
@@ -68,13 +76,32 @@ class ClassicalEstimator:
                  else self.hip_height_fraction * float(room[2]))
         centres = np.tile(np.array([room[0] / 2, room[1] / 2, hip_z], np.float32), (k, 1))
         for i, peak in enumerate(result.peaks[:k]):
-            score = np.log(max(peak.contrast, 1e-6) / self.contrast_threshold)
-            presence[i] = 1.0 / (1.0 + np.exp(-PRESENCE_SLOPE * score))
-            if i:
-                presence[i] *= SECONDARY_WEIGHT
+            if i == 0:
+                score = np.log(max(peak.contrast, 1e-6) / self.contrast_threshold)
+                presence[0] = 1.0 / (1.0 + np.exp(-PRESENCE_SLOPE * score))
+            else:  # below the first and below one half, in contrast order
+                ratio = peak.contrast / max(result.peaks[0].contrast, 1e-6)
+                presence[i] = SECONDARY_WEIGHT * presence[0] * min(ratio, 1.0)
             centres[i, :2] = peak.xy_m
         keypoints = centres[:, None, :] + self.pose_offsets_m[None]  # (K, 17, 3)
         return presence, keypoints.astype(np.float32), result
+
+    def detect(self, windows: Sequence[CsiWindow]) -> Detection:
+        """One Detection for a space's router windows of one hop, fused on the floor."""
+        if not windows:
+            raise ValueError("a space hop needs at least one window")
+        started = time.perf_counter()
+        presence, keypoints, _ = self.estimate(views_from_windows(windows),
+                                               windows[0].room_size_m)
+        return Detection(
+            router_id="+".join(w.router_id for w in windows),
+            space_id=windows[0].space_id,
+            t_end_s=max(w.t_end_s for w in windows),
+            presence=presence,
+            keypoints_m=keypoints,
+            keypoint_conf=np.repeat(presence[:, None], keypoints.shape[1], axis=1),
+            latency_ms={"inference": 1000.0 * (time.perf_counter() - started)},
+        )
 
     def predict_batch(self, batch: WindowBatch) -> tuple[FloatArray, FloatArray]:
         """Presence (N, K) and keypoints (N, K, 17, 3) for every space window of a batch."""
