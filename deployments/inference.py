@@ -71,22 +71,15 @@ class PoseEstimator:
         self.__call__.set_batch_wait_timeout_s(options.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
     def _predict(self, hops: list[list[CsiWindow]]) -> list[list[Detection]]:
-        """Detections per space hop: the classical localiser fuses a hop's routers into one;
-        the learned model (per router window) runs once over every window of the batch."""
+        """Detections per space hop: the classical localiser and a space-input model fuse a
+        hop's routers into one; the first model runs per router window."""
         if self.classical is not None:
             return [[self.classical.detect(windows)] for windows in hops]
         assert self.model is not None
-        flat = [w for windows in hops for w in windows]
         if self.use_bf16:
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                detections = self.model.predict(flat, batch_size=len(flat))
-        else:
-            detections = self.model.predict(flat, batch_size=len(flat))
-        out, start = [], 0
-        for windows in hops:
-            out.append(detections[start : start + len(windows)])
-            start += len(windows)
-        return out
+                return self.model.predict_hops(hops, batch_size=len(hops))
+        return self.model.predict_hops(hops, batch_size=len(hops))
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def __call__(self, hops: list[list[CsiWindow]]) -> list[list[Detection]]:

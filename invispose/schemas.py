@@ -157,6 +157,9 @@ class WindowBatch:
     activity: npt.NDArray[np.int8]  # int8 (N, P) index into ACTIVITIES, -1 for empty slots
     falling: BoolArray  # bool (N, P) the person falls during the window
     n_routers: npt.NDArray[np.int8]  # int8 (N,) routers in the window's space
+    # float32 (N, 4, M, M) each router's back-projection on the room grid
+    # (``invispose.localise.maps``), zero for absent routers or when not computed
+    floor_maps: FloatArray
     hardware: list[str] = field(default_factory=list)  # (N,) hardware profile names
 
     def __len__(self) -> int:

@@ -96,6 +96,22 @@ class FloorLocaliser:
         if not views:
             raise ValueError("a space window needs at least one router")
         grid = floor_grid(room_size_m, self.cell_m, self.height_m)
+        # a one-link router's map holds no position (one ellipse at ~17 m delay resolution,
+        # and the cleaning fit takes most of its echo): only multi-antenna routers place
+        # people; without one, the map still tells whether something moves
+        placing = [v for v in views if v.dynamic.shape[0] > 1]
+        if not placing:
+            result = self._locate(grid, list(views), room_size_m)
+            centre = np.asarray(room_size_m, np.float32).reshape(3)[:2] / 2
+            for peak in result.peaks:
+                peak.xy_m = centre.astype(np.float32)
+            result.peaks = result.peaks[:1]
+            return result
+        return self._locate(grid, placing, room_size_m)
+
+    def _locate(
+        self, grid: FloorGrid, views: list[RouterView], room_size_m: npt.ArrayLike
+    ) -> FloorResult:
         cals = [calibrate_from_static(v, room_size_m) for v in views]
         maps = [_normalised(heatmap(v, grid.cells_m, c)) for v, c in zip(views, cals, strict=True)]
         fused = np.sum(maps, axis=0)  # (G,)

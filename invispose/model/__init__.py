@@ -6,14 +6,13 @@ from invispose.model.checkpoint import (
     load_model,
     save_checkpoint,
 )
-from invispose.model.network import (
+from invispose.model.inputs import (
     ModelInputs,
-    PoseNet,
-    PoseNetConfig,
-    PoseOutput,
     inputs_from_batch,
+    inputs_from_hops,
     inputs_from_windows,
 )
+from invispose.model.network import PoseNet, PoseNetConfig, PoseOutput
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -23,6 +22,7 @@ __all__ = [
     "PoseNetConfig",
     "PoseOutput",
     "inputs_from_batch",
+    "inputs_from_hops",
     "inputs_from_windows",
     "load_model",
     "save_checkpoint",

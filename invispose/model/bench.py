@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
-from invispose.model.network import ModelInputs, PoseNet, PoseNetConfig, count_parameters
+from invispose.localise.maps import MAP_CELLS, MAX_MAP_ROUTERS
+from invispose.model.inputs import ModelInputs
+from invispose.model.network import PoseNet, PoseNetConfig, count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,11 @@ def synthetic_inputs(
         tx_pos_m=torch.rand(batch_size, n_links, 3, generator=gen) * room,  # (B, L, 3)
         rx_pos_m=torch.rand(batch_size, n_links, 3, generator=gen) * room,  # (B, L, 3)
         room_size_m=room.expand(batch_size, 3).clone(),  # (B, 3)
+        dynamic=torch.randn((*shape, 2), generator=gen) * 0.05,  # (B, L, T, S, 2)
+        carrier_hz=torch.full((batch_size, n_links), 5.18e9),  # (B, L)
+        antenna_offsets_wl=torch.randn(batch_size, n_links, 6, generator=gen),  # (B, L, 6)
+        floor_maps=torch.rand(batch_size, MAX_MAP_ROUTERS, MAP_CELLS, MAP_CELLS,
+                              generator=gen) * 3,  # (B, R, M, M)
     )
 
 

@@ -38,12 +38,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="MPJPE, PA-MPJPE, PCK-3D, OKS AP, counts and falls, next to a mean-pose "
         "baseline.",
     )
-    p_eval.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="weights")
+    p_eval.add_argument(
+        "--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+        help="weights, or 'classical' for the classical localiser alone",
+    )
     p_eval.add_argument("--split", choices=EVAL_SPLITS, default="same-layout")
     p_eval.add_argument("--seed", type=int, default=0, help="simulator seed of the test set")
     p_eval.add_argument("--windows", type=int, default=1000, help="windows to evaluate")
     p_eval.add_argument(
         "--persons", type=int, help="score only the windows with exactly this many people"
+    )
+    p_eval.add_argument(
+        "--routers", type=int, help="simulate spaces with exactly this many routers (1-4)"
+    )
+    p_eval.add_argument(
+        "--hardware", help="every router of this simulator profile (e.g. intel5300)"
     )
     p_eval.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
     p_eval.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -86,7 +95,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         evaluation = evaluate_checkpoint(
             args.checkpoint, args.split, args.seed, args.windows, args.device, args.batch_size,
-            args.persons,
+            args.persons, args.routers, args.hardware,
         )
     except InvisPoseError as exc:
         print(f"error: {exc}", file=sys.stderr)

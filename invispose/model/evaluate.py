@@ -29,9 +29,10 @@ import torch
 from invispose.errors import ModelError, SimulationError
 from invispose.localise.classical import ClassicalEstimator
 from invispose.model.checkpoint import DEFAULT_CHECKPOINT, load_model
+from invispose.model.inputs import inputs_from_batch
 from invispose.model.location_metrics import LocationAccumulator
 from invispose.model.metrics import MeanPoseStats, MetricAccumulator, Projection
-from invispose.model.network import PoseNet, inputs_from_batch
+from invispose.model.network import PoseNet
 from invispose.schemas import MAX_PERSONS, FloatArray, WindowBatch
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Evaluation:
     classical: dict[str, Any]
     persons: int | None = None  # only windows with exactly this many people were scored
     routers: int | None = None  # only spaces with exactly this many routers were simulated
+    hardware: str | None = None  # every router of this profile
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` document; undefined metrics (nan) become null."""
@@ -93,6 +95,8 @@ class Evaluation:
         }
         if self.routers is not None:
             doc["routers"] = self.routers
+        if self.hardware is not None:
+            doc["hardware"] = self.hardware
         if self.persons is not None:
             doc["persons"] = self.persons
         return doc
@@ -102,22 +106,24 @@ class Evaluation:
         lines = [
             f"split {self.split}, seed {self.seed}, {self.windows} windows"
             + ("" if self.persons is None else f" with exactly {self.persons} people")
-            + ("" if self.routers is None else f", {self.routers} router(s) per space"),
+            + ("" if self.routers is None else f", {self.routers} router(s) per space")
+            + ("" if self.hardware is None else f", all {self.hardware}"),
             f"{'metric':<24} {'model':>9} {'mean pose':>10} {'classical':>10}",
         ]
         columns = (self.model, self.baseline, self.classical)
-        rows: list[tuple[str, list[float]]] = [
-            (label, [float(c[key]) for c in columns]) for key, label in METRIC_LABELS.items()
+        rows: list[tuple[str, bool, list[float]]] = [  # label, in millimetres, values
+            (label, key.endswith("_mm"), [float(c[key]) for c in columns])
+            for key, label in METRIC_LABELS.items()
         ]
         for key, label in LOCATION_LABELS.items():
-            rows.append((label, [_location_value(c, key) for c in columns]))
+            rows.append((label, key.endswith("_mm"), [_location_value(c, key) for c in columns]))
         groups = sorted({r for c in columns for r in c.get("by_routers", {})})
         for r in groups:
-            rows.append((f"hip error median, {r} rtr",
+            rows.append((f"hip error median, {r} rtr", False,
                          [_location_value(c.get("by_routers", {}).get(r, {}), "root_median")
                           for c in columns]))
-        for label, values in rows:
-            cells = ["n/a" if math.isnan(v) else f"{v:.1f}" if "mm" in label else f"{v:.3f}"
+        for label, millimetres, values in rows:
+            cells = ["n/a" if math.isnan(v) else f"{v:.1f}" if millimetres else f"{v:.3f}"
                      for v in values]
             lines.append(f"{label:<24} {cells[0]:>9} {cells[1]:>10} {cells[2]:>10}")
         lines.append("mean pose: the training mean pose at the true person count (pose metrics);")
@@ -294,12 +300,14 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     persons: int | None = None,
     routers: int | None = None,
+    hardware: str | None = None,
 ) -> Evaluation:
     """Load a checkpoint and evaluate it on ``n_windows`` simulator windows of ``split``.
 
     ``persons``: score only the windows (of those ``n_windows``) holding exactly that many
     people, e.g. 1 for the single-person numbers; ``Evaluation.windows`` says how many.
-    ``routers``: simulate spaces with exactly that many routers (default: 1-4 mixed).
+    ``routers``: simulate spaces with exactly that many routers (default: 1-4 mixed);
+    ``hardware``: every router of that simulator profile (default: the split's mix).
     ``path`` "classical": evaluate the classical estimator, with no weights.
     """
     if split not in (*EVAL_SPLITS, "val"):
@@ -319,7 +327,11 @@ def evaluate_checkpoint(
             logger.warning("checkpoint %s has no mean pose; drawing it from the train split", path)
         mean_pose = baseline_from_simulator(seed)
     project = front_projection()
-    options = {} if routers is None else {"routers": routers}
+    options: dict[str, Any] = {"floor_maps": model is not None and model.cfg.space_inputs}
+    if routers is not None:
+        options["routers"] = routers
+    if hardware is not None:
+        options["hardware"] = hardware
     batches = simulator_batches(split, seed, n_windows, **options)
     if persons is not None:
         batches = (
@@ -332,4 +344,4 @@ def evaluate_checkpoint(
     except (ValueError, RuntimeError) as exc:  # the model does not fit the simulator's windows
         raise ModelError(f"evaluation on {split} failed: {exc}") from exc
     return Evaluation(split, seed, windows, model_metrics, base_metrics, classic_metrics,
-                      persons, routers)
+                      persons, routers, hardware)

@@ -12,25 +12,24 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invispose.errors import ModelError
+from invispose.localise.maps import MAX_MAP_ROUTERS
+from invispose.model.floor_encoder import MapEncoder, map_peaks
+from invispose.model.inputs import MIN_ROOM_EDGE_M, ModelInputs, inputs_from_hops
 from invispose.schemas import (
     ACTIVITIES,
     MAX_PERSONS,
     N_KEYPOINTS,
     CsiWindow,
     Detection,
-    WindowBatch,
 )
 
 #: rooms are a few metres; dividing by this keeps the room-size features near 1
 ROOM_SCALE_M = 5.0
-#: the smallest room edge the model accepts; guards the division by room size
-MIN_ROOM_EDGE_M = 0.5
 #: scale of what moves within a window (receiver noise alone is ~0.03 in amplitude and
 #: radians): × 10 brings it to the static pattern's size
 MOTION_GAIN = 10.0
@@ -63,6 +62,10 @@ class PoseNetConfig:
     n_activities: int = len(ACTIVITIES)
     # The simulator draws fresh data every step, so there is little to overfit: no dropout.
     dropout: float = 0.0
+    # Space inputs: each link's complex dynamic part, its carrier and antenna offsets in
+    # wavelengths, and every router's floor map (``invispose.localise.maps``) as M·M tokens;
+    # each person slot starts at a peak of the fused map. False: the first model's inputs.
+    space_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -82,85 +85,6 @@ class PoseNetConfig:
     def to_dict(self) -> dict[str, object]:
         """Plain mapping for checkpoints."""
         return asdict(self)
-
-
-@dataclass(slots=True)
-class ModelInputs:
-    """A batch of windows as tensors; padded links are False in ``link_mask``."""
-
-    amplitude: Tensor  # (B, L, T, S) float32
-    phase: Tensor  # (B, L, T, S) float32, sanitized radians
-    rel_phase: Tensor  # (B, L, T, S) float32, radians against link 0, window mean removed
-    valid: Tensor  # (B, T) bool, time steps that held a packet
-    link_mask: Tensor  # (B, L) bool, real links
-    tx_pos_m: Tensor  # (B, L, 3) float32
-    rx_pos_m: Tensor  # (B, L, 3) float32
-    room_size_m: Tensor  # (B, 3) float32
-
-    def to(self, device: torch.device | str) -> ModelInputs:
-        """The same inputs on another device."""
-        return ModelInputs(*(getattr(self, name).to(device) for name in self.__slots__))
-
-
-def inputs_from_batch(batch: WindowBatch, device: torch.device | str = "cpu") -> ModelInputs:
-    """Tensors of a simulator or shard batch (already padded, with its link mask)."""
-    return ModelInputs(
-        amplitude=torch.from_numpy(np.ascontiguousarray(batch.amplitude, np.float32)),
-        phase=torch.from_numpy(np.ascontiguousarray(batch.phase, np.float32)),
-        rel_phase=torch.from_numpy(np.ascontiguousarray(batch.rel_phase, np.float32)),
-        valid=torch.from_numpy(np.asarray(batch.valid, bool)),
-        link_mask=torch.from_numpy(np.asarray(batch.link_mask, bool)),
-        tx_pos_m=torch.from_numpy(np.ascontiguousarray(batch.tx_pos_m, np.float32)),
-        rx_pos_m=torch.from_numpy(np.ascontiguousarray(batch.rx_pos_m, np.float32)),
-        room_size_m=torch.from_numpy(np.ascontiguousarray(batch.room_size_m, np.float32)),
-    ).to(device)
-
-
-def inputs_from_windows(
-    windows: Sequence[CsiWindow], device: torch.device | str = "cpu"
-) -> ModelInputs:
-    """Stack runtime windows into one batch, padding links to the largest link count."""
-    if not windows:
-        raise ModelError("no windows to batch")
-    if any(w.amplitude.ndim != 3 for w in windows):
-        raise ModelError("window amplitude must be (L, T, S)")
-    n_time, n_sub = windows[0].amplitude.shape[1:]
-    n_links = max(w.n_links for w in windows)
-    n = len(windows)
-    amplitude = np.zeros((n, n_links, n_time, n_sub), np.float32)  # (B, L, T, S)
-    phase = np.zeros_like(amplitude)  # (B, L, T, S)
-    rel_phase = np.zeros_like(amplitude)  # (B, L, T, S)
-    valid = np.zeros((n, n_time), bool)  # (B, T)
-    link_mask = np.zeros((n, n_links), bool)  # (B, L)
-    tx = np.zeros((n, n_links, 3), np.float32)  # (B, L, 3)
-    rx = np.zeros_like(tx)  # (B, L, 3)
-    room = np.zeros((n, 3), np.float32)  # (B, 3)
-    for i, w in enumerate(windows):
-        links = w.n_links
-        shape_ok = w.amplitude.shape[1:] == (n_time, n_sub) and (
-            w.phase.shape == w.rel_phase.shape == w.amplitude.shape
-        )
-        if links < 1 or not shape_ok:
-            raise ModelError(
-                f"window {i} of router {w.router_id!r} has shape {w.amplitude.shape}, "
-                f"expected (L>=1, {n_time}, {n_sub}) like the rest of the batch"
-            )
-        if not np.all(np.asarray(w.room_size_m) >= MIN_ROOM_EDGE_M):
-            raise ModelError(
-                f"window of router {w.router_id!r} carries room size {w.room_size_m}; "
-                f"every edge must be at least {MIN_ROOM_EDGE_M} m"
-            )
-        amplitude[i, :links] = w.amplitude
-        phase[i, :links] = w.phase
-        rel_phase[i, :links] = w.rel_phase
-        valid[i] = w.valid
-        link_mask[i, :links] = True
-        tx[i, :links] = w.tx_pos_m
-        rx[i, :links] = w.rx_pos_m
-        room[i] = w.room_size_m
-    arrays = (amplitude, phase, rel_phase, valid, link_mask, tx, rx, room)
-    batch = ModelInputs(*(torch.from_numpy(a) for a in arrays))
-    return batch.to(device)
 
 
 @dataclass(slots=True)
@@ -184,11 +108,15 @@ class LinkEncoder(nn.Module):
     anything is learned from it.
     """
 
-    def __init__(self, n_subcarriers: int, d_link: int, d_model: int) -> None:
+    def __init__(
+        self, n_subcarriers: int, d_link: int, d_model: int, dynamic: bool = False
+    ) -> None:
         super().__init__()
         # per time step: static and moving amplitude, static and moving phase, relative
-        # phase (already only moving), for every subcarrier, plus the valid flag
-        self.project = nn.Linear(5 * n_subcarriers + 1, d_link)
+        # phase (already only moving), [the complex dynamic part,] for every subcarrier,
+        # plus the valid flag
+        self.dynamic = dynamic
+        self.project = nn.Linear((7 if dynamic else 5) * n_subcarriers + 1, d_link)
         # strided temporal convs: 64 → 32 → 16 → 8 steps; motion (Doppler) lives along time
         self.convs = nn.ModuleList(
             [nn.Conv1d(d_link, d_link, kernel_size=5, stride=2, padding=2) for _ in range(3)]
@@ -199,11 +127,17 @@ class LinkEncoder(nn.Module):
         self.out = nn.Linear(3 * d_link, d_model)
 
     def forward(
-        self, amplitude: Tensor, phase: Tensor, rel_phase: Tensor, valid: Tensor
+        self, amplitude: Tensor, phase: Tensor, rel_phase: Tensor, valid: Tensor,
+        dynamic: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Features (B, L, D) and per-link log gain and log motion level (B, L, 2)."""
+        """Features (B, L, D) and per-link log gain and log motion level (B, L, 2).
+
+        ``valid`` is (B, T) or per link (B, L, T); ``dynamic`` (B, L, T, S, 2) when the
+        encoder was built for it.
+        """
         b, n_links, n_time, n_sub = amplitude.shape
-        v = valid.to(amplitude.dtype)[:, None, :, None]  # (B, 1, T, 1)
+        per_link = valid if valid.dim() == 3 else valid[:, None, :]  # (B, L|1, T)
+        v = per_link.to(amplitude.dtype)[..., None]  # (B, L|1, T, 1)
         steps = v.sum(dim=2, keepdim=True).clamp(min=1.0)  # (B, 1, 1, 1)
         # Amplitude scale varies with AGC and path loss: divide it out, keep it as a feature.
         gain = (amplitude * v).sum(dim=(2, 3), keepdim=True) / (steps * n_sub)  # (B, L, 1, 1)
@@ -217,11 +151,13 @@ class LinkEncoder(nn.Module):
         amp_static, amp_moving = split(amp)
         phase_static, phase_moving = split(phase)
         rel = (rel_phase * v * MOTION_GAIN).clamp(-MOTION_CLIP, MOTION_CLIP)
-        x = torch.cat(
-            [amp_static - v, amp_moving, phase_static, phase_moving, rel,
-             v.expand(b, n_links, n_time, 1)],
-            dim=-1,
-        )  # (B, L, T, 5S+1)
+        parts = [amp_static - v, amp_moving, phase_static, phase_moving, rel]
+        if self.dynamic:
+            if dynamic is None:
+                raise ModelError("this encoder needs the dynamic channel parts")
+            moving = (dynamic * v[..., None] * MOTION_GAIN).clamp(-MOTION_CLIP, MOTION_CLIP)
+            parts += [moving[..., 0], moving[..., 1]]  # (B, L, T, S) each
+        x = torch.cat([*parts, v.expand(b, n_links, n_time, 1)], dim=-1)  # (B, L, T, kS+1)
         h = F.gelu(self.project(x))  # (B, L, T, C)
         h = h.reshape(b * n_links, n_time, -1).transpose(1, 2)  # (B·L, C, T)
         for conv, norm in zip(self.convs, self.norms, strict=True):
@@ -298,11 +234,17 @@ class PoseNet(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or PoseNetConfig()
         d = cfg.d_model
-        self.link_encoder = LinkEncoder(cfg.n_subcarriers, cfg.d_link, d)
+        self.link_encoder = LinkEncoder(cfg.n_subcarriers, cfg.d_link, d, cfg.space_inputs)
         # tx/room, rx/room, (rx−tx)/room, room/ROOM_SCALE, log gain and log motion level:
-        # where the link is, how strong it is, how much moves on it. Geometry is what lets
-        # the model work in unseen rooms.
-        self.geometry = nn.Sequential(nn.Linear(14, d), nn.GELU(), nn.Linear(d, d))
+        # where the link is, how strong it is, how much moves on it; with space inputs also
+        # the carrier (GHz / 5) and the antenna offsets in wavelengths. Geometry is what
+        # lets the model work in unseen rooms.
+        n_geometry = 21 if cfg.space_inputs else 14
+        self.geometry = nn.Sequential(nn.Linear(n_geometry, d), nn.GELU(), nn.Linear(d, d))
+        if cfg.space_inputs:
+            self.map_encoder = MapEncoder(MAX_MAP_ROUTERS, d)
+            # a slot's anchor: where its peak is (room fractions) and how strong
+            self.anchor = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
         self.link_blocks = nn.ModuleList(
             [Block(cfg, cross=False) for _ in range(cfg.n_link_layers)]
         )
@@ -328,36 +270,51 @@ class PoseNet(nn.Module):
         """Predict K person slots per window."""
         b, n_links = x.link_mask.shape
         room = x.room_size_m.clamp(min=MIN_ROOM_EDGE_M)  # (B, 3)
-        feats, levels = self.link_encoder(x.amplitude, x.phase, x.rel_phase, x.valid)
-        # feats (B, L, D), levels (B, L, 2)
+        feats, levels = self._encode_links(x)  # (B, L, D), (B, L, 2)
         room_l = room[:, None, :].expand(b, n_links, 3)  # (B, L, 3)
-        geom = torch.cat(
-            [
-                x.tx_pos_m / room_l,
-                x.rx_pos_m / room_l,
-                (x.rx_pos_m - x.tx_pos_m) / room_l,
-                room_l / ROOM_SCALE_M,
-                levels,
-            ],
-            dim=-1,
-        )  # (B, L, 14)
+        parts = [
+            x.tx_pos_m / room_l,
+            x.rx_pos_m / room_l,
+            (x.rx_pos_m - x.tx_pos_m) / room_l,
+            room_l / ROOM_SCALE_M,
+            levels,
+        ]
+        if self.cfg.space_inputs:
+            parts += [x.carrier_hz[..., None] / 5e9, x.antenna_offsets_wl]
+        geom = torch.cat(parts, dim=-1)  # (B, L, 14 or 21)
         tokens = feats + self.geometry(geom)  # (B, L, D)
         # Padded links carry zeros; keep them exactly zero so they stay inert everywhere.
         tokens = tokens * x.link_mask[..., None].to(tokens.dtype)  # (B, L, D)
         for block in self.link_blocks:
             tokens = block(tokens, x.link_mask)  # (B, L, D)
         memory = self.link_norm(tokens)  # (B, L, D)
+        memory_mask = x.link_mask  # (B, L)
 
         slots = self.queries[None].expand(b, -1, -1)  # (B, K, D)
+        anchor_xy = None
+        if self.cfg.space_inputs:
+            cells = self.map_encoder(x.floor_maps)  # (B, M·M, D)
+            memory = torch.cat([memory, cells], dim=1)  # (B, L + M·M, D)
+            memory_mask = torch.cat(
+                [memory_mask, torch.ones(cells.shape[:2], dtype=torch.bool, device=cells.device)],
+                dim=1,
+            )
+            anchor_xy, strength = map_peaks(x.floor_maps, self.cfg.max_persons)  # (B, K, 2)
+            slots = slots + self.anchor(torch.cat([anchor_xy, strength[..., None]], dim=-1))
         for block in self.decoder:
-            slots = block(slots, None, memory, x.link_mask)  # (B, K, D)
+            slots = block(slots, None, memory, memory_mask)  # (B, K, D)
         slots = self.slot_norm(slots)  # (B, K, D)
 
         # Heads in float32 even under bf16 autocast: bf16 resolves 10 m only to ~4 cm.
         with torch.autocast(slots.device.type, enabled=False):
             slots = slots.float()  # (B, K, D)
             k, j = self.cfg.max_persons, self.cfg.n_keypoints
-            centre_m = (0.5 + self.centre_head(slots)) * room[:, None, :].float()  # (B, K, 3)
+            shift = self.centre_head(slots)  # (B, K, 3) room fractions
+            if anchor_xy is None:
+                centre_m = (0.5 + shift) * room[:, None, :].float()  # (B, K, 3)
+            else:  # each slot from its peak
+                base = torch.cat([anchor_xy, torch.full_like(shift[..., 2:], 0.5)], dim=-1)
+                centre_m = (base + shift) * room[:, None, :].float()
             offsets_m = self.offset_head(slots).view(b, k, j, 3)  # (B, K, J, 3)
             return PoseOutput(
                 presence_logit=self.presence_head(slots).squeeze(-1),  # (B, K)
@@ -367,34 +324,61 @@ class PoseNet(nn.Module):
                 activity_logit=self.activity_head(slots),  # (B, K, A)
             )
 
+    def _encode_links(self, x: ModelInputs) -> tuple[Tensor, Tensor]:
+        """The link encoder on real links only (padding costs nothing): (B, L, D), (B, L, 2)."""
+        b, n_links = x.link_mask.shape
+        real = x.link_mask  # (B, L)
+        valid = x.valid[:, None, :].expand(b, n_links, x.valid.shape[-1])  # (B, L, T)
+        dynamic = x.dynamic[real][None] if self.cfg.space_inputs else None  # (1, N, T, S, 2)
+        feats, levels = self.link_encoder(
+            x.amplitude[real][None], x.phase[real][None], x.rel_phase[real][None],
+            valid[real][None], dynamic,
+        )  # (1, N, D), (1, N, 2)
+        out = feats.new_zeros((b, n_links, feats.shape[-1]))  # (B, L, D)
+        out[real] = feats[0]
+        lv = levels.new_zeros((b, n_links, 2))  # (B, L, 2)
+        lv[real] = levels[0]
+        return out, lv
+
     def predict(self, windows: Sequence[CsiWindow], batch_size: int = 32) -> list[Detection]:
-        """Run the model on runtime windows, in batches; one Detection per window."""
-        for w in windows:
+        """Run the model on runtime windows, each its own row; one Detection per window."""
+        return [d for hop in self.predict_hops([[w] for w in windows], batch_size) for d in hop]
+
+    def predict_hops(
+        self, hops: Sequence[Sequence[CsiWindow]], batch_size: int = 32
+    ) -> list[list[Detection]]:
+        """Detections per space hop (a hop: the space's router windows of one hop).
+
+        A space-input model takes each hop as one row (every router's links and floor map)
+        and returns one Detection per hop; the first model runs per router window.
+        """
+        for w in (w for hop in hops for w in hop):
             if w.amplitude.ndim != 3 or w.amplitude.shape[2] != self.cfg.n_subcarriers:
                 raise ModelError(
                     f"window of router {w.router_id!r} has shape {w.amplitude.shape}; "
                     f"the model expects (L, T, {self.cfg.n_subcarriers})"
                 )
+        rows = list(hops) if self.cfg.space_inputs else [[w] for hop in hops for w in hop]
         device = next(self.parameters()).device
         was_training = self.training
         self.eval()
         detections: list[Detection] = []
         try:
             with torch.inference_mode():
-                for start in range(0, len(windows), batch_size):
-                    chunk = windows[start : start + batch_size]
+                for start in range(0, len(rows), batch_size):
+                    chunk = rows[start : start + batch_size]
                     started = time.perf_counter()
-                    out = self(inputs_from_windows(chunk, device))
+                    out = self(inputs_from_hops(chunk, device, self.cfg.space_inputs))
                     presence = torch.sigmoid(out.presence_logit).float().cpu().numpy()  # (B, K)
                     keypoints = out.keypoints_m.float().cpu().numpy()  # (B, K, J, 3)
                     conf = torch.sigmoid(out.conf_logit).float().cpu().numpy()  # (B, K, J)
                     elapsed_ms = 1000.0 * (time.perf_counter() - started)
-                    for i, w in enumerate(chunk):
+                    for i, row in enumerate(chunk):
                         detections.append(
                             Detection(
-                                router_id=w.router_id,
-                                space_id=w.space_id,
-                                t_end_s=w.t_end_s,
+                                router_id="+".join(w.router_id for w in row),
+                                space_id=row[0].space_id,
+                                t_end_s=max(w.t_end_s for w in row),
                                 presence=presence[i],
                                 keypoints_m=keypoints[i],
                                 keypoint_conf=conf[i],
@@ -403,7 +387,13 @@ class PoseNet(nn.Module):
                         )
         finally:
             self.train(was_training)
-        return detections
+        if not self.cfg.space_inputs:  # back to hops: the windows' detections, in order
+            grouped, start = [], 0
+            for hop in hops:
+                grouped.append(detections[start : start + len(hop)])
+                start += len(hop)
+            return grouped
+        return [[d] for d in detections]
 
 
 def count_parameters(model: nn.Module) -> int:

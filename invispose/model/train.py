@@ -29,9 +29,10 @@ from invispose.config import Strict
 from invispose.errors import ConfigError, ModelError
 from invispose.model.checkpoint import load_model, save_checkpoint
 from invispose.model.evaluate import evaluate_batches, simulator_generate, take
+from invispose.model.inputs import inputs_from_batch
 from invispose.model.loss import LossWeights, set_loss, targets_from_batch
 from invispose.model.metrics import MeanPoseStats
-from invispose.model.network import PoseNet, PoseNetConfig, count_parameters, inputs_from_batch
+from invispose.model.network import PoseNet, PoseNetConfig, count_parameters
 from invispose.schemas import MAX_PERSONS, WindowBatch
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class DataConfig(Strict):
         1, ge=0, description="Worker processes simulating the next batches (0 = in the trainer)"
     )
     prefetch_depth: int = Field(2, ge=1, description="Batches generated ahead (>= workers)")
+    floor_maps: bool = Field(
+        False, description="Back-project every router onto the room grid (space-input models)"
+    )
 
 
 class TrainConfig(Strict):
@@ -141,6 +145,7 @@ def simulator_kwargs(data: DataConfig) -> dict[str, Any]:
     return {
         "max_persons": data.max_persons,
         "hardware": data.hardware,
+        "floor_maps": data.floor_maps,
         "window_samples": data.window_samples,
         "rate_hz": data.rate_hz,
     }

@@ -93,8 +93,23 @@ def synthetic_batch(
         activity=activity,
         falling=person_mask & (rng.random((n_windows, p)) < 0.1),
         n_routers=np.ones(n_windows, np.int8),
+        floor_maps=floor_maps(pos_norm, person_mask, rng),
         hardware=["synthetic"] * n_windows,
     )
+
+
+def floor_maps(
+    pos_norm: np.ndarray, person_mask: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Router 0's map: a peak where each person stands on a noisy floor; (N, 4, 24, 24)."""
+    n = len(pos_norm)
+    cells = (np.arange(24) + 0.5) / 24  # (M,)
+    dx = cells[None, None, :, None] - pos_norm[..., 0, None, None]  # (N, P, M, 1)
+    dy = cells[None, None, None, :] - pos_norm[..., 1, None, None]  # (N, P, 1, M)
+    bumps = 10.0 * np.exp(-(dx**2 + dy**2) / 0.004) * person_mask[..., None, None]
+    maps = np.zeros((n, 4, 24, 24), np.float32)
+    maps[:, 0] = 1.0 + bumps.sum(axis=1) + rng.uniform(0.0, 0.5, (n, 24, 24))
+    return maps
 
 
 class SyntheticSource:

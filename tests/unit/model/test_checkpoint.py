@@ -17,8 +17,9 @@ from invispose.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from invispose.model.inputs import inputs_from_batch
 from invispose.model.metrics import MeanPoseStats
-from invispose.model.network import PoseNet, PoseNetConfig, inputs_from_batch
+from invispose.model.network import PoseNet, PoseNetConfig
 from invispose.schemas import WindowBatch
 
 SMALL = PoseNetConfig(

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from invispose.model.inputs import inputs_from_batch
 from invispose.model.loss import LossWeights, hungarian_match, set_loss, targets_from_batch
-from invispose.model.network import PoseNet, PoseNetConfig, PoseOutput, inputs_from_batch
+from invispose.model.network import PoseNet, PoseNetConfig, PoseOutput
 from invispose.schemas import WindowBatch
 
 

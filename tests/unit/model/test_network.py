@@ -9,13 +9,8 @@ import pytest
 import torch
 
 from invispose.errors import ModelError
-from invispose.model.network import (
-    PoseNet,
-    PoseNetConfig,
-    count_parameters,
-    inputs_from_batch,
-    inputs_from_windows,
-)
+from invispose.model.inputs import inputs_from_batch, inputs_from_hops, inputs_from_windows
+from invispose.model.network import PoseNet, PoseNetConfig, count_parameters
 from invispose.schemas import CsiWindow, Detection, WindowBatch
 
 SMALL = PoseNetConfig(
@@ -121,3 +116,55 @@ def test_bad_windows_are_model_errors(rng: np.random.Generator) -> None:
         inputs_from_windows([window(rng, 3), window(rng, 3, n_time=8)])
     with pytest.raises(ModelError, match="unknown model hyperparameters: width"):
         PoseNetConfig.from_dict({"width": 3})
+
+
+SPACE = PoseNetConfig(
+    n_heads=4, n_subcarriers=8, d_link=32, d_model=64, n_link_layers=1, n_decoder_layers=1,
+    space_inputs=True,
+)
+
+
+def test_space_model_takes_a_hop_of_mixed_routers(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SPACE)
+    hops = [[window(rng, 9), window(rng, 1)], [window(rng, 3)]]
+    detections = model.predict_hops(hops)
+    assert [len(d) for d in detections] == [1, 1]  # one per space hop, routers fused
+    assert detections[0][0].router_id == "r9+r1" and detections[1][0].router_id == "r3"
+    inputs = inputs_from_hops(hops)
+    assert inputs.link_mask.sum(1).tolist() == [10, 3]
+    assert inputs.floor_maps.shape == (2, 4, 24, 24)
+    assert inputs.floor_maps[0, 1].abs().sum() == 0  # a one-link router has no map
+    assert inputs.floor_maps[0, 0].abs().sum() > 0
+    # the first model runs per router window, even when handed hops
+    first = PoseNet(SMALL).predict_hops(hops)
+    assert [len(d) for d in first] == [2, 1] and first[0][1].router_id == "r1"
+
+
+def test_untrained_space_slots_start_at_the_map_peaks(rng: np.random.Generator) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SPACE).eval()
+    torch.nn.init.zeros_(model.offset_head.weight)  # joints at the centre: keypoints = centre
+    torch.nn.init.zeros_(model.offset_head.bias)
+    inputs = inputs_from_hops([[window(rng, 9)]], floor_maps=False)
+    inputs.floor_maps = torch.ones_like(inputs.floor_maps)
+    inputs.floor_maps[0, 0, 18, 5] = 50.0  # one strong peak at cell (18, 5) of 24
+    with torch.inference_mode():
+        out = model(inputs)
+    hip = out.keypoints_m[0, :, 11:13].mean(dim=1)  # (K, 3) hip centres
+    want = torch.tensor([(18 + 0.5) / 24 * 6.0, (5 + 0.5) / 24 * 5.0])
+    torch.testing.assert_close(hip[0, :2], want)
+    assert not torch.allclose(hip[1, :2], want)  # the next slot starts elsewhere
+
+
+def test_space_model_ignores_padding(make_batch: Callable[..., WindowBatch]) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SPACE).eval()
+    batch = make_batch(3, 6, n_links=(1, 9))
+    garbage = inputs_from_batch(batch)
+    pad = ~garbage.link_mask[..., None, None]  # (B, L, 1, 1)
+    garbage.dynamic = torch.where(pad[..., None], 5.0, garbage.dynamic)
+    garbage.amplitude = torch.where(pad, 7.0, garbage.amplitude)
+    with torch.inference_mode():
+        clean_out, garbage_out = model(inputs_from_batch(batch)), model(garbage)
+    torch.testing.assert_close(clean_out.keypoints_m, garbage_out.keypoints_m)

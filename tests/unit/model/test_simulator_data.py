@@ -10,9 +10,10 @@ import torch
 
 from invispose.model.checkpoint import save_checkpoint
 from invispose.model.evaluate import evaluate_batches, evaluate_checkpoint, simulator_batches
+from invispose.model.inputs import inputs_from_batch
 from invispose.model.loss import LossWeights, set_loss, targets_from_batch
 from invispose.model.metrics import MeanPoseStats
-from invispose.model.network import PoseNet, PoseNetConfig, inputs_from_batch
+from invispose.model.network import PoseNet, PoseNetConfig
 from invispose.model.train import DataConfig, SimulatorSource, TrainConfig, train
 from invispose.sim.dataset import generate_batch
 

@@ -68,6 +68,20 @@ def test_model_learns_to_beat_the_mean_pose(
     assert loaded.mean_pose.n_persons == result.mean_pose.n_persons
 
 
+def test_space_model_learns_poses_from_floor_maps(
+    tmp_path: Path,
+    make_batch: Callable[..., WindowBatch],
+    make_source: Callable[..., Any],
+) -> None:
+    cfg = tiny_config(tmp_path, seed=5, steps=200, model={**TINY_MODEL, "space_inputs": True})
+    result = train(cfg, source=make_source(1, cfg.batch_size), val_batch=make_batch(999, 64))
+    test = make_batch(2024, 256)
+    ours, baseline, _, _ = evaluate_batches(result.model, [test], result.mean_pose, None)
+    assert ours["root_error_m"]["median"] < 0.25 * baseline["root_error_m"]["median"]
+    assert ours["mpjpe_mm"] < 0.5 * baseline["mpjpe_mm"]
+    assert ours["count_accuracy"] > baseline["count_accuracy"]
+
+
 def test_resumed_run_equals_an_uninterrupted_one(
     tmp_path: Path,
     make_batch: Callable[..., WindowBatch],
