@@ -52,7 +52,12 @@ def _bench(args: argparse.Namespace) -> int:
         from invispose.model.bench import bench_model
 
         sizes = tuple(int(b) for b in args.batch.split(",") if b.strip())
-        result = bench_model(sizes, seconds=args.seconds, num_threads=args.threads)
+        if args.space:
+            from invispose.model.bench import bench_space_model
+
+            result = bench_space_model(sizes, seconds=args.seconds, num_threads=args.threads)
+        else:
+            result = bench_model(sizes, seconds=args.seconds, num_threads=args.threads)
     elif args.target == "pipeline":
         from deployments.bench import run_pipeline_bench  # Ray only for this benchmark
 
@@ -108,11 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", default="1,8,32", help="batch sizes (model)")
     bench.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     bench.add_argument("--threads", type=int, default=1, help="torch CPU threads (model)")
+    bench.add_argument(
+        "--space", action="store_true",
+        help="the space-input model on space windows (Intel 3x3 + ESP32), maps timed apart",
+    )
     bench.add_argument("--routers", type=int, default=8, help="simulated routers (pipeline)")
     bench.add_argument("--clients", type=int, default=100, help="WebSocket clients (pipeline)")
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     bench.add_argument(
-        "--checkpoint", type=Path, default=Path("models/invispose-small.pt"), help="weights"
+        "--checkpoint", type=Path, default=Path("models/invispose-space.pt"), help="weights"
     )
     bench.set_defaults(func=_bench)
 

@@ -241,7 +241,7 @@ class ModelConfig(Strict):
         description="learned: the checkpoint's network; classical: back-projection, no weights "
         "(also used, with a warning, when the checkpoint file is missing)",
     )
-    checkpoint: Path = Field(Path("models/invispose-small.pt"), description="Weights file")
+    checkpoint: Path = Field(Path("models/invispose-space.pt"), description="Weights file")
     rate_hz: float = Field(100.0, gt=0, description="Rate of the window's uniform time grid")
     window_samples: int = Field(64, ge=8, description="Time steps per window")
     hop_s: float = Field(0.05, gt=0, description="A window every hop_s seconds per router")

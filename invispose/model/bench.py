@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from invispose.localise.maps import MAP_CELLS, MAX_MAP_ROUTERS
@@ -115,4 +116,40 @@ def bench_model(
                 logger.info("%s batch %d: %s", device.type, size, timing)
     finally:
         model.to(original).train(was_training)
+    return report
+
+
+def bench_space_model(
+    batch_sizes: Sequence[int] = (1, 16), seconds: float = 2.0, *,
+    num_threads: int | None = None,
+) -> dict[str, Any]:
+    """The space-input model on space windows of an Intel 3×3 and an ESP32 (10 links),
+    and, apart, the floor maps the runtime computes for each (the Intel router's)."""
+    from invispose.localise.backprojection import RouterView
+    from invispose.localise.maps import floor_maps
+
+    model = PoseNet(PoseNetConfig(space_inputs=True))
+    report = bench_model(batch_sizes, seconds, model=model, n_links=10, num_threads=num_threads)
+    report["unit"] = "space windows (windows_per_s counts spaces)"
+    rng = np.random.default_rng(0)
+    shape = (9, 64, model.cfg.n_subcarriers)
+    view = RouterView(
+        dynamic=(rng.normal(size=shape) * 0.05 + 1j * rng.normal(size=shape) * 0.05).astype(
+            np.complex64),
+        static=np.ones((9, model.cfg.n_subcarriers), np.complex64),
+        tx_pos_m=np.repeat(rng.uniform(0, 1, (3, 3)), 3, 0).astype(np.float32),
+        rx_pos_m=np.tile(rng.uniform(4, 5, (3, 3)), (3, 1)).astype(np.float32),
+        carrier_hz=5.18e9,
+        subcarrier_hz=np.linspace(-8.75e6, 8.75e6, model.cfg.n_subcarriers, dtype=np.float32),
+    )
+    room = np.array([6.0, 5.0, 2.7])
+    floor_maps([view], room)  # warm-up
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or n < 3:
+        floor_maps([view], room)
+        n += 1
+    report["floor_maps"] = {
+        "ms_per_space_window": round(1000.0 * (time.perf_counter() - started) / n, 3),
+        "routers_mapped": 1,
+    }
     return report

@@ -29,7 +29,7 @@ from invispose.model.network import PoseNet, PoseNetConfig
 logger = logging.getLogger(__name__)
 
 #: the shipped small model; `invispose eval` and the inference deployment default to it
-DEFAULT_CHECKPOINT = Path("models/invispose-small.pt")
+DEFAULT_CHECKPOINT = Path("models/invispose-space.pt")
 FORMAT_NAME = "invispose-posenet"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "hyperparameters", "model")

@@ -43,9 +43,33 @@ def test_default_simulated_site_streams_poses(
             ):
                 break
             time.sleep(0.5)
-        assert set(status) == {"router_a", "router_b"}
+        assert set(status) == {r.id for r in site.routers}
         for r in status.values():
             assert r["state"] == "connected"
             assert 50 <= r["packets_per_s"] <= 150, r  # 100 Hz minus simulated loss
+    finally:
+        stop_system(supervisor)
+
+
+def test_classical_estimator_places_the_demo_people_in_the_room(
+    ray_cluster: int, tmp_path: Path
+) -> None:
+    """`model: classical`: no weights at all; the hop's routers are fused on the floor."""
+    from deployments.app import start_system, stop_system
+
+    site = make_site(tmp_path, ray_cluster, tmp_path / "no-such.pt", model="classical")
+    assert site.model.estimator == "classical"
+    supervisor = start_system(site)
+    try:
+        updates = asyncio.run(collect_pose_updates(ray_cluster, 40, timeout_s=120))
+        assert len(updates) == 40
+        size = site.spaces[0].size_m
+        placed = 0
+        for update in updates:
+            for person in update["persons"]:
+                x, y, _ = person["keypoints"][11]["position_m"]
+                assert -0.5 <= x <= size[0] + 0.5 and -0.5 <= y <= size[1] + 0.5
+                placed += 1
+        assert placed > 0  # the simulated people move: someone is reported
     finally:
         stop_system(supervisor)

@@ -19,10 +19,12 @@ def _default_tree() -> dict:
     return yaml.safe_load((CONFIGS / "default.yaml").read_text())
 
 
-def test_default_config_is_two_simulated_routers_in_one_room() -> None:
+def test_default_config_is_three_simulated_routers_in_one_room() -> None:
     config = load_config(CONFIGS / "default.yaml", env={})
     assert [s.id for s in config.spaces] == ["living_room"]
-    assert [r.kind for r in config.routers] == ["simulated", "simulated"]
+    assert [r.kind for r in config.routers] == ["simulated"] * 3
+    hardware = [r.source.hardware for r in config.routers]  # type: ignore[union-attr]
+    assert sorted(hardware) == ["esp32", "intel5300", "intel5300"]
     assert config.auth.jwt_secret is None  # ${INVISPOSE_JWT_SECRET:-} unset → generated later
 
 

@@ -75,13 +75,14 @@ def test_export_drops_the_training_state_and_keeps_the_model(
 def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no checkpoint at .*nope.pt.*invispose train"):
         load_model(tmp_path / "nope.pt")
-    assert DEFAULT_CHECKPOINT == Path("models/invispose-small.pt")
+    assert DEFAULT_CHECKPOINT == Path("models/invispose-space.pt")
 
 
 def test_shipped_weights_fit_the_network_and_carry_their_baseline() -> None:
     path = Path(__file__).resolve().parents[3] / DEFAULT_CHECKPOINT
     assert path.stat().st_size <= 20e6
     loaded = load_model(path)  # raises if the weights no longer fit PoseNet
+    assert loaded.model.cfg.space_inputs  # the space model: every router of a hop at once
     assert loaded.train_state is None  # shipped without the optimiser
     assert loaded.mean_pose is not None and loaded.mean_pose.n_persons > 1000
 
