@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,9 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         raise ModelError(f"checkpoint {source}: hyperparameters are not a mapping")
     try:
         model = PoseNet(PoseNetConfig.from_dict(hyper))
-        model.load_state_dict(payload["model"], strict=True)
+        state = dict(payload["model"])
+        state.setdefault("presence_offset", torch.zeros(()))  # written before calibration
+        model.load_state_dict(state, strict=True)
     except ModelError as exc:
         raise ModelError(f"checkpoint {source}: {exc}") from exc
     except (RuntimeError, TypeError, ValueError) as exc:
@@ -130,12 +133,18 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
 
 
 def export_checkpoint(
-    source: str | os.PathLike[str], target: str | os.PathLike[str]
+    source: str | os.PathLike[str], target: str | os.PathLike[str],
+    calibrate: Callable[[LoadedModel], dict[str, object]] | None = None,
 ) -> Path:
     """Write ``source``'s weights, hyperparameters, baseline statistics and metadata to
-    ``target`` without the training state (optimiser, RNG): the file to ship."""
+    ``target`` without the training state (optimiser, RNG): the file to ship.
+
+    ``calibrate`` may adjust the loaded model first (e.g. its presence threshold); what it
+    returns is added to the metadata."""
     loaded = load_model(source)
     metadata = dict(loaded.metadata)
+    if calibrate is not None:
+        metadata.update(calibrate(loaded))
     if loaded.train_state is not None and "step" in loaded.train_state:
         metadata.setdefault("step", loaded.train_state["step"])
     return save_checkpoint(target, loaded.model, mean_pose=loaded.mean_pose, metadata=metadata)

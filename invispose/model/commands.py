@@ -9,8 +9,13 @@ import sys
 from pathlib import Path
 
 from invispose.errors import InvisPoseError
-from invispose.model.checkpoint import DEFAULT_CHECKPOINT, export_checkpoint
-from invispose.model.evaluate import EVAL_SPLITS, evaluate_checkpoint
+from invispose.model.checkpoint import DEFAULT_CHECKPOINT, LoadedModel, export_checkpoint
+from invispose.model.evaluate import (
+    EVAL_SPLITS,
+    calibrate_presence,
+    evaluate_checkpoint,
+    simulator_generate,
+)
 from invispose.model.train import load_train_config, train
 
 logger = logging.getLogger(__name__)
@@ -67,6 +72,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p_export.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. best.pt)")
     p_export.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="file to write")
+    p_export.add_argument(
+        "--calibrate-presence", type=int, default=0, metavar="N",
+        help="choose the presence threshold on N val windows (seed 1) for the best count",
+    )
     p_export.set_defaults(func=run_export)
 
 
@@ -110,8 +119,17 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """`invispose export`."""
+    calibrate = None
+    if args.calibrate_presence > 0:
+
+        def calibrate(loaded: LoadedModel) -> dict[str, object]:
+            space = loaded.model.cfg.space_inputs
+            val = simulator_generate()("val", 1, args.calibrate_presence, floor_maps=space)
+            return {"presence_threshold": calibrate_presence(loaded.model, val),
+                    "presence_calibration_windows": args.calibrate_presence}
+
     try:
-        path = export_checkpoint(args.checkpoint, args.out)
+        path = export_checkpoint(args.checkpoint, args.out, calibrate)
     except InvisPoseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -178,6 +178,23 @@ def take(batch: WindowBatch, idx: np.ndarray) -> WindowBatch:
     return WindowBatch(hardware=hardware, **arrays)
 
 
+def calibrate_presence(model: PoseNet, batch: WindowBatch, batch_size: int = 64) -> float:
+    """Set the model's presence offset so that 0.5 is the threshold with the best count
+    accuracy on ``batch`` (validation windows); returns that threshold on the old scale."""
+    presence, _, _ = predict_arrays(model, batch, batch_size=batch_size)  # (N, K)
+    truth = batch.person_mask.sum(1)  # (N,)
+    thresholds = np.linspace(0.05, 0.95, 91)
+    accuracy = [float(np.mean((presence >= t).sum(1) == truth)) for t in thresholds]
+    best = float(thresholds[int(np.argmax(accuracy))])
+    offset = model.presence_offset
+    assert isinstance(offset, torch.Tensor)
+    with torch.no_grad():
+        offset.add_(float(np.log(best / (1.0 - best))))
+    logger.info("presence threshold %.2f: count accuracy %.3f on %d windows (at 0.5: %.3f)",
+                best, max(accuracy), len(batch), accuracy[45])
+    return best
+
+
 def classical_from_mean_pose(mean_pose: MeanPoseStats) -> ClassicalEstimator:
     """The classical estimator with the training set's mean pose and hip height."""
     n = max(mean_pose.n_persons, 1)

@@ -265,6 +265,9 @@ class PoseNet(nn.Module):
         self.activity_head = nn.Linear(d, cfg.n_activities)
         nn.init.zeros_(self.centre_head.weight)
         nn.init.zeros_(self.centre_head.bias)  # every slot starts at the room centre
+        # subtracted from the presence logits: set on validation (``calibrate_presence``)
+        # so that 0.5 is the threshold that counts people best
+        self.register_buffer("presence_offset", torch.zeros(()))
 
     def forward(self, x: ModelInputs) -> PoseOutput:
         """Predict K person slots per window."""
@@ -317,7 +320,8 @@ class PoseNet(nn.Module):
                 centre_m = (base + shift) * room[:, None, :].float()
             offsets_m = self.offset_head(slots).view(b, k, j, 3)  # (B, K, J, 3)
             return PoseOutput(
-                presence_logit=self.presence_head(slots).squeeze(-1),  # (B, K)
+                presence_logit=self.presence_head(slots).squeeze(-1)
+                - self.presence_offset,  # (B, K)
                 keypoints_m=centre_m[:, :, None, :] + offsets_m,  # (B, K, J, 3)
                 conf_logit=self.conf_head(slots),  # (B, K, J)
                 fall_logit=self.fall_head(slots).squeeze(-1),  # (B, K)

@@ -15,7 +15,14 @@ import torch
 from invispose.errors import ModelError
 from invispose.model.checkpoint import save_checkpoint
 from invispose.model.commands import register
-from invispose.model.evaluate import Evaluation, evaluate_batches, evaluate_checkpoint, take
+from invispose.model.evaluate import (
+    Evaluation,
+    calibrate_presence,
+    evaluate_batches,
+    evaluate_checkpoint,
+    predict_arrays,
+    take,
+)
 from invispose.model.metrics import MeanPoseStats, MetricAccumulator
 from invispose.model.network import PoseNet, PoseNetConfig
 from invispose.schemas import FloatArray, WindowBatch
@@ -114,3 +121,22 @@ def test_cli_eval_reports_a_missing_checkpoint(
     assert train_args.resume == Path("runs/x.pt") and train_args.steps == 5
     with pytest.raises(SystemExit):
         parser.parse_args(["eval", "--split", "train"])
+
+
+def test_presence_calibration_picks_the_threshold_that_counts_best(
+    make_batch: Callable[..., WindowBatch],
+) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SMALL)
+    batch = make_batch(8, 48)
+    with torch.no_grad():  # every slot at presence 0.88: at 0.5 it always reports four
+        model.presence_head.weight.zero_()
+        model.presence_head.bias.fill_(2.0)
+    truth = batch.person_mask.sum(1)
+    assert 0 < np.mean(truth == 0) < 1
+    threshold = calibrate_presence(model, batch)
+    # reporting nobody beats reporting four: the first threshold above 0.88 is chosen
+    assert threshold == pytest.approx(0.89)
+    presence, _, _ = predict_arrays(model, batch)
+    assert float(np.mean((presence >= 0.5).sum(1) == truth)) == pytest.approx(np.mean(truth == 0))
+    assert float(model.presence_offset) == pytest.approx(np.log(threshold / (1 - threshold)))
