@@ -42,6 +42,8 @@ N_KEYPOINTS = len(COCO_KEYPOINTS)
 ACTIVITIES: tuple[str, ...] = ("walking", "standing", "sitting", "lying", "fallen", "waving")
 #: person slots the model predicts and the simulator fills at most
 MAX_PERSONS = 4
+#: routers of one space window at most (simulated spaces, floor maps, evaluation)
+MAX_ROUTERS = 4
 
 ComplexArray = npt.NDArray[np.complex64]
 FloatArray = npt.NDArray[np.float32]
@@ -157,7 +159,7 @@ class WindowBatch:
     activity: npt.NDArray[np.int8]  # int8 (N, P) index into ACTIVITIES, -1 for empty slots
     falling: BoolArray  # bool (N, P) the person falls during the window
     n_routers: npt.NDArray[np.int8]  # int8 (N,) routers in the window's space
-    # float32 (N, 4, M, M) each router's back-projection on the room grid
+    # float32 (N, MAX_ROUTERS, M, M) each router's back-projection on the room grid
     # (``invispose.localise.maps``), zero for absent routers or when not computed
     floor_maps: FloatArray
     hardware: list[str] = field(default_factory=list)  # (N,) hardware profile names

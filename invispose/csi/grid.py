@@ -35,6 +35,7 @@ from invispose.schemas import ComplexArray, FloatArray, IntArray
 
 N_CANONICAL = 32
 SUBCARRIER_SPACING_HZ = 312_500.0  # 802.11n/ac OFDM subcarrier spacing
+SPEED_OF_LIGHT_MPS = 299_792_458.0
 SUBCHANNEL_DROP_DB = 20.0  # a 20 MHz sub-channel this far below the strongest is empty
 BIN_DROP_DB = 30.0  # a bin this far below its sub-channel's median carries no signal
 

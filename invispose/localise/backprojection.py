@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from invispose.csi.grid import SPEED_OF_LIGHT_MPS
 from invispose.schemas import ComplexArray, FloatArray
 
-SPEED_OF_LIGHT_MPS = 299_792_458.0
 DELAY_STEP_M = 0.05  # delay-domain grid; 0.05 m is < 0.01 rad across 20 MHz, 0.04 at 80 MHz
 MAX_COMPONENTS = 8  # temporal components of a window kept (a mover is low-rank; noise is not)
 MIN_STEERING_NORM = 0.05  # cells whose steering the cleaning fit removes almost fully are out

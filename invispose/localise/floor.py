@@ -70,7 +70,8 @@ class FloorResult:
     peaks: list[Peak]
 
 
-def _normalised(m: FloatArray) -> FloatArray:
+def normalised(m: FloatArray) -> FloatArray:
+    """A map divided by its median (its floor level); all zero if that is not positive."""
     floor = float(np.median(m))
     out: FloatArray = (m / floor if floor > 0 else np.zeros_like(m)).astype(np.float32)
     return out
@@ -113,14 +114,14 @@ class FloorLocaliser:
         self, grid: FloorGrid, views: list[RouterView], room_size_m: npt.ArrayLike
     ) -> FloorResult:
         cals = [calibrate_from_static(v, room_size_m) for v in views]
-        maps = [_normalised(heatmap(v, grid.cells_m, c)) for v, c in zip(views, cals, strict=True)]
+        maps = [normalised(heatmap(v, grid.cells_m, c)) for v, c in zip(views, cals, strict=True)]
         fused = np.sum(maps, axis=0)  # (G,)
         if self.refine and any(v.dynamic.shape[0] > 1 for v in views):
             at = grid.cells_m[int(np.argmax(fused))][None]  # (1, 3)
             for i, view in enumerate(views):
                 if view.dynamic.shape[0] > 1:
                     cals[i] = refine_from_mover(view, at, cals[i])
-                    maps[i] = _normalised(heatmap(view, grid.cells_m, cals[i]))
+                    maps[i] = normalised(heatmap(view, grid.cells_m, cals[i]))
             fused = np.sum(maps, axis=0)
         fused_norm = (fused / max(float(np.median(fused)), 1e-30)).astype(np.float32)
         return FloorResult(grid, fused.astype(np.float32), maps, self._peaks(grid, fused_norm))

@@ -15,11 +15,10 @@ import numpy as np
 import numpy.typing as npt
 
 from invispose.localise.backprojection import RouterView, calibrate_from_static, heatmap
-from invispose.localise.floor import TORSO_HEIGHT_M
-from invispose.schemas import FloatArray
+from invispose.localise.floor import TORSO_HEIGHT_M, normalised
+from invispose.schemas import MAX_ROUTERS, FloatArray
 
 MAP_CELLS = 24  # 0.13-0.42 m cells for 3-10 m rooms; 4 ms per router window on one core
-MAX_MAP_ROUTERS = 4
 
 
 def room_cells(room_size_m: npt.ArrayLike, n: int = MAP_CELLS) -> FloatArray:
@@ -33,7 +32,7 @@ def room_cells(room_size_m: npt.ArrayLike, n: int = MAP_CELLS) -> FloatArray:
 
 def floor_maps(
     views: Sequence[RouterView], room_size_m: npt.ArrayLike, n: int = MAP_CELLS,
-    max_routers: int = MAX_MAP_ROUTERS,
+    max_routers: int = MAX_ROUTERS,
 ) -> FloatArray:
     """Median-normalised maps (max_routers, n, n) float32 of a space window's routers."""
     cells = room_cells(room_size_m, n)
@@ -42,7 +41,5 @@ def floor_maps(
         if view.dynamic.shape[0] < 2:
             continue
         power = heatmap(view, cells, calibrate_from_static(view, room_size_m))  # (n·n,)
-        floor = float(np.median(power))
-        if floor > 0:
-            out[r] = (power / floor).reshape(n, n)
+        out[r] = normalised(power).reshape(n, n)
     return out

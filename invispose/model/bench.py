@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from invispose.localise.maps import MAP_CELLS, MAX_MAP_ROUTERS
+from invispose.localise.maps import MAP_CELLS
 from invispose.model.inputs import ModelInputs
 from invispose.model.network import PoseNet, PoseNetConfig, count_parameters
+from invispose.schemas import MAX_ROUTERS
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def synthetic_inputs(
         dynamic=torch.randn((*shape, 2), generator=gen) * 0.05,  # (B, L, T, S, 2)
         carrier_hz=torch.full((batch_size, n_links), 5.18e9),  # (B, L)
         antenna_offsets_wl=torch.randn(batch_size, n_links, 6, generator=gen),  # (B, L, 6)
-        floor_maps=torch.rand(batch_size, MAX_MAP_ROUTERS, MAP_CELLS, MAP_CELLS,
+        floor_maps=torch.rand(batch_size, MAX_ROUTERS, MAP_CELLS, MAP_CELLS,
                               generator=gen) * 3,  # (B, R, M, M)
     )
 

@@ -33,13 +33,12 @@ from invispose.model.inputs import inputs_from_batch
 from invispose.model.location_metrics import LocationAccumulator
 from invispose.model.metrics import MeanPoseStats, MetricAccumulator, Projection
 from invispose.model.network import PoseNet
-from invispose.schemas import MAX_PERSONS, FloatArray, WindowBatch
+from invispose.schemas import MAX_PERSONS, MAX_ROUTERS, FloatArray, WindowBatch
 
 logger = logging.getLogger(__name__)
 
 EVAL_SPLITS = ("same-layout", "cross-layout", "cross-hardware")
 CLASSICAL = "classical"  # the checkpoint name that evaluates the classical estimator
-MAX_ROUTERS = 4
 #: windows generated per simulator call: bounds memory for large evaluations
 EVAL_CHUNK = 256
 #: training windows drawn for the baseline when a checkpoint carries no mean pose

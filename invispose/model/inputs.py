@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from invispose.csi.grid import SPEED_OF_LIGHT_MPS
 from invispose.errors import ModelError
-from invispose.localise.backprojection import SPEED_OF_LIGHT_MPS
-from invispose.localise.maps import MAP_CELLS, MAX_MAP_ROUTERS
+from invispose.localise.maps import MAP_CELLS
 from invispose.localise.maps import floor_maps as space_maps
 from invispose.localise.views import views_from_windows
-from invispose.schemas import CsiWindow, WindowBatch
+from invispose.schemas import MAX_ROUTERS, CsiWindow, WindowBatch
 
 #: the smallest room edge the model accepts; guards the division by room size
 MIN_ROOM_EDGE_M = 0.5
@@ -130,7 +130,7 @@ def inputs_from_hops(
     tx = np.zeros((n, n_links, 3), np.float32)  # (B, L, 3)
     rx = np.zeros_like(tx)  # (B, L, 3)
     room = np.zeros((n, 3), np.float32)  # (B, 3)
-    maps = np.zeros((n, MAX_MAP_ROUTERS, MAP_CELLS, MAP_CELLS), np.float32)  # (B, R, M, M)
+    maps = np.zeros((n, MAX_ROUTERS, MAP_CELLS, MAP_CELLS), np.float32)  # (B, R, M, M)
     for i, hop in enumerate(hops):
         start = 0
         for r, w in enumerate(hop):

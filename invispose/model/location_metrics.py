@@ -39,9 +39,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from invispose.model.metrics import LEFT_HIP, RIGHT_HIP
 from invispose.schemas import ACTIVITIES, MAX_PERSONS, N_KEYPOINTS, BoolArray, FloatArray
 
-LEFT_HIP, RIGHT_HIP = 11, 12
 WALKING = ACTIVITIES.index("walking")
 #: the location keys, the only ones that make sense per person (by motion)
 MOTIONS = ("walking", "still")

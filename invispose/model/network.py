@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invispose.errors import ModelError
-from invispose.localise.maps import MAX_MAP_ROUTERS
 from invispose.model.floor_encoder import MapEncoder, map_peaks
 from invispose.model.inputs import MIN_ROOM_EDGE_M, ModelInputs, inputs_from_hops
 from invispose.schemas import (
     ACTIVITIES,
     MAX_PERSONS,
+    MAX_ROUTERS,
     N_KEYPOINTS,
     CsiWindow,
     Detection,
@@ -242,7 +242,7 @@ class PoseNet(nn.Module):
         n_geometry = 21 if cfg.space_inputs else 14
         self.geometry = nn.Sequential(nn.Linear(n_geometry, d), nn.GELU(), nn.Linear(d, d))
         if cfg.space_inputs:
-            self.map_encoder = MapEncoder(MAX_MAP_ROUTERS, d)
+            self.map_encoder = MapEncoder(MAX_ROUTERS, d)
             # a slot's anchor: where its peak is (room fractions) and how strong
             self.anchor = nn.Sequential(nn.Linear(3, d), nn.GELU(), nn.Linear(d, d))
         self.link_blocks = nn.ModuleList(

@@ -34,7 +34,7 @@ from invispose.errors import SimulationError
 from invispose.localise.maps import MAP_CELLS
 from invispose.localise.maps import floor_maps as maps_of
 from invispose.localise.views import views_from_batch
-from invispose.schemas import MAX_PERSONS, N_KEYPOINTS, WindowBatch
+from invispose.schemas import MAX_PERSONS, MAX_ROUTERS, N_KEYPOINTS, WindowBatch
 from invispose.sim.body import keypoints
 from invispose.sim.hardware import (
     HELD_OUT_HARDWARE,
@@ -45,7 +45,7 @@ from invispose.sim.hardware import (
     tx_choices,
     with_tx,
 )
-from invispose.sim.layouts import MAX_ROUTERS, LayoutArrays, layouts_for, router_layouts
+from invispose.sim.layouts import LayoutArrays, layouts_for, router_layouts
 from invispose.sim.motion import (
     FALL,
     LIE,

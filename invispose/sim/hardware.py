@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from invispose.csi.grid import N_CANONICAL, canonical_positions, kept_mask
+from invispose.csi.grid import SPEED_OF_LIGHT_MPS as SPEED_OF_LIGHT_MPS  # re-exported
+from invispose.csi.grid import SUBCARRIER_SPACING_HZ as SUBCARRIER_SPACING_HZ
 from invispose.errors import SimulationError
 
-SPEED_OF_LIGHT_MPS = 299_792_458.0
-SUBCARRIER_SPACING_HZ = 312_500.0
 # SNR against link length: a profile's ``snr_db`` range holds at SNR_REFERENCE_M; longer
 # links lose 10·n·log10(d / d_ref) dB with a path-loss exponent n drawn per window (2 in
 # free space, up to ~3 through indoor clutter), shorter ones gain as much

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+from invispose.schemas import MAX_ROUTERS
 from invispose.sim.room import MATERIALS, random_furniture
 
 F64 = npt.NDArray[np.float64]
@@ -43,7 +44,6 @@ FAMILIES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 MIN_LINK_DISTANCE_M = 1.5
-MAX_ROUTERS = 4  # routers a simulated space holds at most
 
 
 @dataclass(slots=True)

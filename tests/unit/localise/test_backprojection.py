@@ -91,7 +91,10 @@ def test_calibration_recovers_chain_phases_of_a_clean_static_channel(
     assert image_path_lengths_m(view, ROOM).shape == (9, 7)  # direct + six surfaces
 
 
-def test_a_walker_is_found_through_unknown_chain_phases(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("refine", [False, True], ids=["static", "refined"])
+def test_a_walker_is_found_through_unknown_chain_phases(
+    rng: np.random.Generator, refine: bool
+) -> None:
     errors = []
     for start in ([1.2, 2.8, 1.0], [3.5, 1.2, 1.0], [2.0, 1.5, 1.0], [4.0, 3.2, 1.0]):
         views, end = [], None
@@ -100,7 +103,7 @@ def test_a_walker_is_found_through_unknown_chain_phases(rng: np.random.Generator
             view, end = router_window(rng, tx, rx, start, [0.8, -0.4, 0.0])
             views.append(view)
         assert end is not None
-        result = FloorLocaliser().locate(views, ROOM)
+        result = FloorLocaliser(refine=refine).locate(views, ROOM)
         middle = np.asarray(start[:2]) + 0.32 * np.asarray([0.8, -0.4])  # mid-window
         errors.append(np.linalg.norm(result.peaks[0].xy_m - middle))
         assert result.fused.shape == (len(floor_grid(ROOM).cells_m),)

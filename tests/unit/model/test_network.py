@@ -16,6 +16,10 @@ from invispose.schemas import CsiWindow, Detection, WindowBatch
 SMALL = PoseNetConfig(
     n_heads=4, n_subcarriers=8, d_link=32, d_model=64, n_link_layers=1, n_decoder_layers=1
 )
+SPACE = PoseNetConfig(
+    n_heads=4, n_subcarriers=8, d_link=32, d_model=64, n_link_layers=1, n_decoder_layers=1,
+    space_inputs=True,
+)
 
 
 def window(rng: np.random.Generator, n_links: int, n_time: int = 16, n_sub: int = 8) -> CsiWindow:
@@ -73,13 +77,15 @@ def test_padded_batch_equals_windows_alone(rng: np.random.Generator) -> None:
                 )
 
 
-def test_padding_content_is_ignored(make_batch: Callable[..., WindowBatch]) -> None:
+@pytest.mark.parametrize("space", [False, True], ids=["first", "space"])
+def test_padding_content_is_ignored(make_batch: Callable[..., WindowBatch], space: bool) -> None:
     torch.manual_seed(0)
-    model = PoseNet(SMALL).eval()
+    model = PoseNet(SPACE if space else SMALL).eval()
     batch = make_batch(3, 6, n_links=(1, 9))
     garbage = inputs_from_batch(batch)
     pad = ~garbage.link_mask[..., None, None]  # (B, L, 1, 1)
     garbage.amplitude = torch.where(pad, 7.0, garbage.amplitude)
+    garbage.dynamic = torch.where(pad[..., None], 5.0, garbage.dynamic)
     garbage.tx_pos_m = torch.where(pad[..., 0], 3.0, garbage.tx_pos_m)
     with torch.inference_mode():
         clean_out, garbage_out = model(inputs_from_batch(batch)), model(garbage)
@@ -118,11 +124,6 @@ def test_bad_windows_are_model_errors(rng: np.random.Generator) -> None:
         PoseNetConfig.from_dict({"width": 3})
 
 
-SPACE = PoseNetConfig(
-    n_heads=4, n_subcarriers=8, d_link=32, d_model=64, n_link_layers=1, n_decoder_layers=1,
-    space_inputs=True,
-)
-
 
 def test_space_model_takes_a_hop_of_mixed_routers(rng: np.random.Generator) -> None:
     torch.manual_seed(0)
@@ -155,16 +156,3 @@ def test_untrained_space_slots_start_at_the_map_peaks(rng: np.random.Generator) 
     want = torch.tensor([(18 + 0.5) / 24 * 6.0, (5 + 0.5) / 24 * 5.0])
     torch.testing.assert_close(hip[0, :2], want)
     assert not torch.allclose(hip[1, :2], want)  # the next slot starts elsewhere
-
-
-def test_space_model_ignores_padding(make_batch: Callable[..., WindowBatch]) -> None:
-    torch.manual_seed(0)
-    model = PoseNet(SPACE).eval()
-    batch = make_batch(3, 6, n_links=(1, 9))
-    garbage = inputs_from_batch(batch)
-    pad = ~garbage.link_mask[..., None, None]  # (B, L, 1, 1)
-    garbage.dynamic = torch.where(pad[..., None], 5.0, garbage.dynamic)
-    garbage.amplitude = torch.where(pad, 7.0, garbage.amplitude)
-    with torch.inference_mode():
-        clean_out, garbage_out = model(inputs_from_batch(batch)), model(garbage)
-    torch.testing.assert_close(clean_out.keypoints_m, garbage_out.keypoints_m)
