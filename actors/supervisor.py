@@ -52,13 +52,20 @@ class SupervisorHost:
         self.started_s = time.time()
         self._watch: asyncio.Task[None] | None = None
         self._started = False
+        # a call that arrives while start() runs (a health probe) waits for it: a second
+        # start would replace the handles the first made, and the actors they own would die
+        self._start_lock = asyncio.Lock()
 
     # -- start and stop ------------------------------------------------------------------
 
     async def start(self) -> dict[str, Any]:
         """Create (or find, after a restart) every actor, then announce system.started."""
-        if self._started:
-            return await self.status()
+        async with self._start_lock:
+            if not self._started:
+                await self._start()
+        return await self.status()
+
+    async def _start(self) -> None:
         path = str(self.site.store.path.resolve())
         self.store = StoreActor.options(**actor_options(STORE_NAME), get_if_exists=True).remote(
             path, self.site.store.history_days
@@ -81,7 +88,6 @@ class SupervisorHost:
         )
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
         self._started = True
-        return await self.status()
 
     async def _start_router(self, router: RouterConfig) -> None:
         tracker = self.trackers[router.space]

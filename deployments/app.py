@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 QUIET = {"enable_access_log": False, "log_level": "WARNING"}
 SHUTDOWN_S = 3.0
+STOP_TIMEOUT_S = 3.0  # `up` waits this long for the supervisor to stop the routers
 
 
 def build_app(site: SiteConfig) -> Application:
@@ -80,12 +81,18 @@ def start_system(site: SiteConfig) -> Any:
     return supervisor
 
 
-def stop_system(supervisor: Any) -> None:
-    """Announce the stop, flush the store, remove the app and every named actor."""
+def stop_system(supervisor: Any, timeout_s: float = 10.0) -> bool:
+    """Announce the stop, flush the store, remove the app and every named actor.
+
+    Returns False, having done nothing more, when the supervisor does not answer within
+    ``timeout_s``: the cluster is going down already (a signal to the whole process group
+    reaches Ray's own processes too), and every further call would only wait for the dead.
+    """
     try:
-        ray.get(supervisor.stop.remote(), timeout=10)
+        ray.get(supervisor.stop.remote(), timeout=timeout_s)
     except Exception as exc:
-        logger.warning("supervisor stop failed: %s", exc)
+        logger.warning("supervisor stop failed (%s); the cluster is going down", exc)
+        return False
     # routers first, so nothing calls the app while it is deleted
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor.get("namespace") != NAMESPACE:
@@ -95,6 +102,7 @@ def stop_system(supervisor: Any) -> None:
         except ValueError:
             continue
     serve.delete(SERVE_APP, _blocking=True)
+    return True
 
 
 def run_forever(site: SiteConfig, address: str | None) -> None:
@@ -121,7 +129,7 @@ def run_forever(site: SiteConfig, address: str | None) -> None:
         print("  Ctrl-C stops it.", flush=True)
         stop.wait()
         print("stopping…", flush=True)
-        stop_system(supervisor)
-        serve.shutdown()
+        if stop_system(supervisor, timeout_s=STOP_TIMEOUT_S):
+            serve.shutdown()
     finally:
         ray.shutdown()

@@ -194,3 +194,27 @@ def test_routers_stop_and_start_at_runtime(system: Any, shared_data: Path) -> No
     assert [s["id"] for s in status] == ["replay2"] and status[0]["packets"] > 0
     with pytest.raises(ray.exceptions.RayTaskError, match="already runs"):
         ray.get(system.add_router.remote(added))
+
+
+def test_concurrent_starts_keep_one_store(
+    ray_cluster: int, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    """A health probe that arrives while the supervisor starts calls start() again: the
+    second call must wait for the first, not replace (and so free) the actors it made."""
+    import ray
+
+    from actors.common import NAMESPACE, STORE_NAME, SUPERVISOR_NAME, actor_options
+    from actors.supervisor import SupervisorActor
+    from deployments.app import stop_system
+
+    site = make_site(tmp_path, ray_cluster, random_checkpoint, routers=[])
+    supervisor = SupervisorActor.options(**actor_options(SUPERVISOR_NAME)).remote(
+        site.model_dump(mode="json")
+    )
+    try:
+        ray.get([supervisor.start.remote() for _ in range(4)], timeout=120)
+        store = ray.get_actor(STORE_NAME, namespace=NAMESPACE)
+        assert ray.get(store.ping.remote(), timeout=30)
+        assert ray.get(supervisor.routers_status.remote(), timeout=30) == []
+    finally:
+        stop_system(supervisor)
