@@ -49,6 +49,7 @@ class RouterHost:
             window_samples=model.window_samples,
             n_subcarriers=model.n_subcarriers,
             capacity=max(4 * model.window_samples, 2048),
+            chain_phase_rad=self.router.chain_phase_rad,
         )
         self.motion = MotionDetector(rate_hz=1.0 / self.hop_s)
         self.tracker = tracker

@@ -88,6 +88,7 @@ def _up(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command group."""
     from invispose.csi import commands as csi_commands
+    from invispose.localise import commands as localise_commands
     from invispose.model import commands as model_commands
     from invispose.sim import commands as sim_commands
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_config_check)
 
     csi_commands.register(sub)
+    localise_commands.register(sub)
     model_commands.register(sub)
     sim_commands.register(sub)
 

@@ -7,6 +7,7 @@ can name each mistake by its path. Secrets come from the environment through
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -127,6 +128,12 @@ class RouterConfig(Strict):
     rx_positions_m: list[Vec3] = Field(
         ..., min_length=1, description="Receive antenna positions, room metres"
     )
+    chain_phase_rad: list[list[float]] | None = Field(
+        None,
+        description="Measured phase of each tx/rx antenna pair, one row per transmit antenna "
+        "(`invispose calibrate`); without it positions rest on an estimate from the static "
+        "channel, which the room's multipath corrupts",
+    )
     enabled: bool = Field(True, description="Start this router with the system")
 
     @model_validator(mode="before")
@@ -143,6 +150,16 @@ class RouterConfig(Strict):
     def _kind_matches(self) -> RouterConfig:
         if self.source.kind != self.kind:
             raise ValueError(f"source.kind {self.source.kind!r} differs from kind {self.kind!r}")
+        if self.chain_phase_rad is not None:
+            want = (len(self.tx_positions_m), len(self.rx_positions_m))
+            got = (len(self.chain_phase_rad), {len(row) for row in self.chain_phase_rad})
+            if got[0] != want[0] or got[1] != {want[1]}:
+                raise ValueError(
+                    f"chain_phase_rad needs {want[0]} rows of {want[1]} phases (one row per "
+                    "transmit antenna, one phase per receive antenna)"
+                )
+            if not all(math.isfinite(v) for row in self.chain_phase_rad for v in row):
+                raise ValueError("chain_phase_rad must be finite")
         return self
 
 

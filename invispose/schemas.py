@@ -110,6 +110,9 @@ class CsiWindow:
         default_factory=lambda: np.zeros(3, dtype=np.float32)
     )  # float32 (3,) width (x), depth (y), height (z)
     seq: int = 0  # running window count of this router
+    # float32 (L,) radians: the router's measured chain phases for these links (the
+    # ``chain_phase_rad`` of its configuration), or None when it has none
+    link_phase: FloatArray | None = None
 
     @property
     def n_links(self) -> int:

@@ -275,6 +275,19 @@ class _Ring:
         self.done[todo] = True
 
 
+def link_phases(chain_phase_rad: FloatArray | None, n_tx: int, n_rx: int) -> FloatArray | None:
+    """Per-link phases (n_tx · n_rx,) tx-major of a window using the first n_tx, n_rx chains.
+
+    ``chain_phase_rad`` (A, R): a router's measured chain phases, or None.
+    """
+    if chain_phase_rad is None or chain_phase_rad.ndim != 2:
+        return None
+    if chain_phase_rad.shape[0] < n_tx or chain_phase_rad.shape[1] < n_rx:
+        return None
+    out: FloatArray = np.ascontiguousarray(chain_phase_rad[:n_tx, :n_rx]).reshape(-1)
+    return out
+
+
 class Windower:
     """One router's ring buffer of CsiFrames, cut into CsiWindows on demand.
 
@@ -310,12 +323,14 @@ class Windower:
         carrier_hz: float | None = None,
         capacity: int = 512,
         max_gap_s: float | None = None,
+        chain_phase_rad: npt.ArrayLike | None = None,
     ) -> None:
         """``carrier_hz`` None: from the newest frame's channel, else 2.437 GHz.
 
         ``capacity`` packets are kept per layout (at least ``window_samples``); it bounds
         memory and must cover the window's span at the fastest burst rate expected.
         ``max_gap_s`` (default 1.5/rate_hz) is how far a grid point reaches for a packet.
+        ``chain_phase_rad`` (n_tx, n_rx): measured chain phases, handed on with each window.
         """
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be positive, got {rate_hz}")
@@ -326,6 +341,8 @@ class Windower:
         self.tx_pos_m = np.asarray(tx_pos_m, dtype=np.float32).reshape(-1, 3)  # (n_tx, 3)
         self.rx_pos_m = np.asarray(rx_pos_m, dtype=np.float32).reshape(-1, 3)  # (n_rx, 3)
         self.room_size_m = np.asarray(room_size_m, dtype=np.float32).reshape(3)  # (3,)
+        self.chain_phase_rad = (None if chain_phase_rad is None
+                                else np.asarray(chain_phase_rad, dtype=np.float32))
         self.rate_hz = float(rate_hz)
         self.window_samples = int(window_samples)
         self.n_subcarriers = int(n_subcarriers)
@@ -417,6 +434,7 @@ class Windower:
             carrier_hz=carrier_hz or DEFAULT_CARRIER_HZ,
             room_size_m=self.room_size_m,
             seq=self.windows_made,
+            link_phase=link_phases(self.chain_phase_rad, n_tx, n_rx),
         )
         self.windows_made += 1
         return window

@@ -56,6 +56,9 @@ class RouterView:
     rx_pos_m: FloatArray  # float32 (L, 3)
     carrier_hz: float
     subcarrier_hz: FloatArray  # float32 (S,) offsets from the carrier
+    # float32 (L,) radians: the chain phases a known-position calibration measured for
+    # these links (``invispose.localise.calibration``), or None: estimate from the static
+    link_phase: FloatArray | None = None
 
 
 def path_lengths_m(view: RouterView, cells_m: FloatArray) -> FloatArray:
@@ -173,8 +176,8 @@ def temporal_components(dynamic: ComplexArray, k: int = MAX_COMPONENTS) -> Compl
     return out
 
 
-def matched(view: RouterView, rows: ComplexArray, lengths_m: FloatArray) -> ComplexArray:
-    """Σ_{l,k} rows_{i,l,k} · exp(+j2π (f_c + f_k) d_l(p)/c) for rows (R, L, S): (R, G).
+def matched_links(view: RouterView, rows: ComplexArray, lengths_m: FloatArray) -> ComplexArray:
+    """Σ_k rows_{i,l,k} · exp(+j2π (f_c + f_k) d_l(p)/c) for rows (R, L, S): (R, L, G).
 
     The subcarrier sum is taken on a delay grid once per link, then looked up per cell.
     """
@@ -191,7 +194,13 @@ def matched(view: RouterView, rows: ComplexArray, lengths_m: FloatArray) -> Comp
     link = np.arange(n_l)[:, None]  # (L, 1)
     near = z[:, link, lo] * (1 - w) + z[:, link, lo + 1] * w  # (R, L, G)
     carrier = _cis(lengths_m.astype(np.float64) * view.carrier_hz / SPEED_OF_LIGHT_MPS)  # (L, G)
-    out: ComplexArray = np.einsum("rlg,lg->rg", near, carrier)  # (R, G)
+    out: ComplexArray = near * carrier[None]  # (R, L, G)
+    return out
+
+
+def matched(view: RouterView, rows: ComplexArray, lengths_m: FloatArray) -> ComplexArray:
+    """``matched_links`` summed over the links: (R, G)."""
+    out: ComplexArray = matched_links(view, rows, lengths_m).sum(axis=1)
     return out
 
 
@@ -205,16 +214,21 @@ def removed_basis(static: ComplexArray, subcarrier_hz: FloatArray) -> ComplexArr
     return out
 
 
-def heatmap(view: RouterView, cells_m: FloatArray, calibration: Calibration) -> FloatArray:
-    """Back-projected power per cell (G,) of one router's window, float32."""
-    cal = calibration
-    lengths = path_lengths_m(view, cells_m)  # (L, G)
+def _clean_rows(view: RouterView, calibration: Calibration) -> tuple[ComplexArray, ComplexArray]:
+    """The newest packets' strongest components (R, L, S), calibrated, without what the
+    cleaning fit removed, and the orthonormal basis of that (2, L, S)."""
     recent = view.dynamic[:, -RECENT_PACKETS:]  # (L, T', S) the newest packets
-    rows = temporal_components(cal.apply(view, recent))  # (R, L, S)
-    basis = removed_basis(cal.apply(view, view.static), view.subcarrier_hz)  # (2, L, S)
+    rows = temporal_components(calibration.apply(view, recent))  # (R, L, S)
+    basis = removed_basis(calibration.apply(view, view.static), view.subcarrier_hz)
     # what the fit removed is not evidence either way: the data lose it too
     coeff = np.einsum("bls,rls->rb", basis.conj(), rows)  # (R, 2)
-    rows = rows - np.einsum("rb,bls->rls", coeff, basis)
+    return rows - np.einsum("rb,bls->rls", coeff, basis), basis
+
+
+def heatmap(view: RouterView, cells_m: FloatArray, calibration: Calibration) -> FloatArray:
+    """Back-projected power per cell (G,) of one router's window, float32."""
+    lengths = path_lengths_m(view, cells_m)  # (L, G)
+    rows, basis = _clean_rows(view, calibration)
     power = np.sum(np.abs(matched(view, rows, lengths)) ** 2, axis=0)  # (G,)
     n_elements = float(view.static.size)
     left = n_elements - np.sum(np.abs(matched(view, basis, lengths)) ** 2, axis=0)  # (G,)
@@ -223,24 +237,49 @@ def heatmap(view: RouterView, cells_m: FloatArray, calibration: Calibration) -> 
     return out
 
 
+def link_covariance(
+    view: RouterView, cell_m: FloatArray, calibration: Calibration | None = None
+) -> ComplexArray:
+    """Links' covariance (L, L) of the window's echo matched at one cell (1, 3), trace 1.
+
+    At the mover's cell the links' matched outputs share one signal up to each link's
+    chain phase, so the principal eigenvector of this matrix holds the phases (relative
+    to the calibration applied, none by default). All zero when nothing moves.
+    """
+    n_l = view.static.shape[0]
+    cal = calibration or Calibration(np.zeros(n_l, np.float32), 0.0)
+    rows, _ = _clean_rows(view, cal)
+    per_link = matched_links(view, rows, path_lengths_m(view, cell_m))[:, :, 0]  # (R, L)
+    cov = per_link.T @ per_link.conj()  # (L, L)
+    trace = float(np.trace(cov).real)
+    out: ComplexArray = (cov / trace if trace > 0 else np.zeros_like(cov)).astype(np.complex128)
+    return out
+
+
+def principal_phases(cov: ComplexArray) -> FloatArray | None:
+    """Phases (L,) of the principal eigenvector of a links' covariance, link 0 at zero."""
+    if not np.all(np.isfinite(cov)) or not np.any(cov):
+        return None
+    _, vecs = np.linalg.eigh(cov)
+    lead = vecs[:, -1]  # (L,)
+    if abs(lead[0]) == 0:
+        return None
+    out: FloatArray = np.angle(lead * np.conj(lead[0])).astype(np.float32)
+    return out
+
+
 def refine_from_mover(
     view: RouterView, cells_m: FloatArray, calibration: Calibration
 ) -> Calibration:
-    """Chain phases re-estimated from the dynamic part at the cell ``cells_m`` (1, 3).
-
-    Matched per link at the mover's cell, the links' outputs over time share one signal
-    up to each link's phase: the principal eigenvector of their covariance gives it.
-    """
-    lengths = path_lengths_m(view, cells_m)  # (L, 1)
-    dyn = calibration.apply(view, view.dynamic)  # (L, T, S)
-    n_l = dyn.shape[0]
-    per_link = np.stack(
-        [matched(view, dyn[i][:, None, :], lengths[i : i + 1])[:, 0] for i in range(n_l)]
-    )  # (L, T) each link alone
-    cov = per_link @ per_link.conj().T  # (L, L)
-    _, vecs = np.linalg.eigh(cov)
-    lead = vecs[:, -1]  # (L,) principal eigenvector
-    if not np.all(np.isfinite(lead)) or abs(lead[0]) == 0:
+    """Chain phases re-estimated from the dynamic part at the cell ``cells_m`` (1, 3)."""
+    delta = principal_phases(link_covariance(view, cells_m, calibration))
+    if delta is None:
         return calibration
-    delta = np.angle(lead * np.conj(lead[0]) / abs(lead[0])).astype(np.float32)  # (L,)
     return Calibration(link_phase=calibration.link_phase + delta, slope=calibration.slope)
+
+
+def router_calibration(view: RouterView, room_size_m: npt.ArrayLike | None) -> Calibration:
+    """The view's measured chain phases where it has them, else the static estimate."""
+    if view.link_phase is not None and len(view.link_phase) == view.static.shape[0]:
+        return Calibration(np.asarray(view.link_phase, np.float32), 0.0)
+    return calibrate_from_static(view, room_size_m)

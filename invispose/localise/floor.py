@@ -18,9 +18,9 @@ import numpy.typing as npt
 
 from invispose.localise.backprojection import (
     RouterView,
-    calibrate_from_static,
     heatmap,
     refine_from_mover,
+    router_calibration,
 )
 from invispose.schemas import FloatArray
 
@@ -113,7 +113,7 @@ class FloorLocaliser:
     def _locate(
         self, grid: FloorGrid, views: list[RouterView], room_size_m: npt.ArrayLike
     ) -> FloorResult:
-        cals = [calibrate_from_static(v, room_size_m) for v in views]
+        cals = [router_calibration(v, room_size_m) for v in views]
         maps = [normalised(heatmap(v, grid.cells_m, c)) for v, c in zip(views, cals, strict=True)]
         fused = np.sum(maps, axis=0)  # (G,)
         if self.refine and any(v.dynamic.shape[0] > 1 for v in views):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from invispose.localise.backprojection import RouterView, calibrate_from_static, heatmap
+from invispose.localise.backprojection import RouterView, heatmap, router_calibration
 from invispose.localise.floor import TORSO_HEIGHT_M, normalised
 from invispose.schemas import MAX_ROUTERS, FloatArray
 
@@ -40,6 +40,6 @@ def floor_maps(
     for r, view in enumerate(views[:max_routers]):
         if view.dynamic.shape[0] < 2:
             continue
-        power = heatmap(view, cells, calibrate_from_static(view, room_size_m))  # (n·n,)
+        power = heatmap(view, cells, router_calibration(view, room_size_m))  # (n·n,)
         out[r] = normalised(power).reshape(n, n)
     return out

@@ -20,6 +20,7 @@ def views_from_windows(windows: Sequence[CsiWindow]) -> list[RouterView]:
             rx_pos_m=w.rx_pos_m,
             carrier_hz=float(w.carrier_hz),
             subcarrier_hz=w.subcarrier_hz,
+            link_phase=w.link_phase,
         )
         for w in windows
     ]

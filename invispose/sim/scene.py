@@ -211,6 +211,11 @@ class Scene:
         """The hardware profile of a router (antenna counts as configured)."""
         return self._radio(router_id).profile
 
+    def chain_phases(self, router_id: str) -> F32:
+        """The router's true chain phases (n_tx, n_rx), radians: what calibration measures."""
+        out: F32 = self._radio(router_id).device.chain_phase[0].copy()
+        return out
+
     def _radio(self, router_id: str) -> _Radio:
         try:
             return self._radios[router_id]

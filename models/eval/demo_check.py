@@ -35,7 +35,7 @@ def main(config: str = "configs/default.yaml", checkpoint: str = str(DEFAULT_CHE
                                                    space).scene
         windowers[r.id] = Windower(router_id=r.id, space_id=space.id,
                                    tx_pos_m=r.tx_positions_m, rx_pos_m=r.rx_positions_m,
-                                   room_size_m=space.size_m)
+                                   room_size_m=space.size_m, chain_phase_rad=r.chain_phase_rad)
     classical = checkpoint == "classical"
     estimator = ClassicalEstimator() if classical else None
     model = None if classical else load_model(checkpoint).model
