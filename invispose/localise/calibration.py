@@ -11,9 +11,10 @@ wrong, equally sharp solutions (a phase ramp across an array turns every bearing
 With the person's position known, the links' matched outputs at that cell share one
 signal up to the chain phases, so the principal eigenvector of their covariance,
 accumulated over the windows of a short calibration walk, gives them. Measured on the
-simulator's streaming path (two Intel 3×3 routers, a walker): an 8×6 m room goes from a
-median 2.1 m (static estimate) to 0.31 m after 13 s of calibration walk (0.26 m with the
-true phases); a 5×4 m room from 0.29 to 0.16-0.19 m (0.14 m true).
+simulator's streaming path (two Intel 3×3 routers, a walker,
+``models/eval/calibration_study.py``): an 8×6 m room goes from a median 2.36 m (static
+estimate) to 0.33 m after 13 s of calibration walk (0.26 m with the true phases); a 5×4 m
+room from 0.23 m (p90 1.08) to 0.19 m (p90 0.44; 0.14 m true).
 
 The phases are a property of the radio: they hold while it runs and are stored in the
 router's configuration (``chain_phase_rad``), one row per transmit antenna.
