@@ -165,7 +165,14 @@ class WindowBatch:
     # float32 (N, MAX_ROUTERS, M, M) each router's back-projection on the room grid
     # (``invispose.localise.maps``), zero for absent routers or when not computed
     floor_maps: FloatArray
+    # float32 (N, L) measured chain phase of each link (``CsiWindow.link_phase``), NaN
+    # where its router has none (and for padding); None when built: all NaN
+    link_phase: FloatArray | None = None
     hardware: list[str] = field(default_factory=list)  # (N,) hardware profile names
+
+    def __post_init__(self) -> None:
+        if self.link_phase is None:
+            self.link_phase = np.full(self.carrier_hz.shape, np.nan, np.float32)
 
     def __len__(self) -> int:
         return int(self.amplitude.shape[0])

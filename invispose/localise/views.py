@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from invispose.localise.backprojection import RouterView
-from invispose.schemas import CsiWindow, WindowBatch
+from invispose.schemas import CsiWindow, FloatArray, WindowBatch
 
 
 def views_from_windows(windows: Sequence[CsiWindow]) -> list[RouterView]:
@@ -26,6 +27,16 @@ def views_from_windows(windows: Sequence[CsiWindow]) -> list[RouterView]:
     ]
 
 
+def _measured(
+    link_phase: FloatArray | None, index: int, links: npt.NDArray[np.intp]
+) -> FloatArray | None:
+    """A router's measured chain phases in a batch, or None where it has none (NaN)."""
+    if link_phase is None:
+        return None
+    phases = link_phase[index, links]  # (L_r,)
+    return phases if bool(np.all(np.isfinite(phases))) else None
+
+
 def views_from_batch(batch: WindowBatch, index: int) -> list[RouterView]:
     """The router views of space window ``index`` of a batch (``link_router`` order)."""
     routers = batch.link_router[index]  # (L,)
@@ -42,6 +53,7 @@ def views_from_batch(batch: WindowBatch, index: int) -> list[RouterView]:
                 rx_pos_m=batch.rx_pos_m[index, links],
                 carrier_hz=float(batch.carrier_hz[index, links[0]]),
                 subcarrier_hz=batch.subcarrier_hz[index, links[0]],
+                link_phase=_measured(batch.link_phase, index, links),
             )
         )
     return views

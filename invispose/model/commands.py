@@ -59,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p_eval.add_argument(
         "--hardware", help="every router of this simulator profile (e.g. intel5300)"
     )
+    p_eval.add_argument(
+        "--calibrated", type=float, default=None, metavar="RAD",
+        help="routers carry measured chain phases with this error (invispose calibrate "
+        "leaves ~0.15 rad); default: none calibrated, phases estimated from the static",
+    )
     p_eval.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
     p_eval.add_argument("--device", default="cpu", help="cpu or cuda")
     p_eval.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -104,7 +109,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         evaluation = evaluate_checkpoint(
             args.checkpoint, args.split, args.seed, args.windows, args.device, args.batch_size,
-            args.persons, args.routers, args.hardware,
+            args.persons, args.routers, args.hardware, args.calibrated,
         )
     except InvisPoseError as exc:
         print(f"error: {exc}", file=sys.stderr)

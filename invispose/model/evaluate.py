@@ -317,6 +317,7 @@ def evaluate_checkpoint(
     persons: int | None = None,
     routers: int | None = None,
     hardware: str | None = None,
+    calibrated_rad: float | None = None,
 ) -> Evaluation:
     """Load a checkpoint and evaluate it on ``n_windows`` simulator windows of ``split``.
 
@@ -324,6 +325,8 @@ def evaluate_checkpoint(
     people, e.g. 1 for the single-person numbers; ``Evaluation.windows`` says how many.
     ``routers``: simulate spaces with exactly that many routers (default: 1-4 mixed);
     ``hardware``: every router of that simulator profile (default: the split's mix).
+    ``calibrated_rad``: multi-antenna routers carry measured chain phases with this
+    error (``generate_batch``); default none are calibrated.
     ``path`` "classical": evaluate the classical estimator, with no weights.
     """
     if split not in (*EVAL_SPLITS, "val"):
@@ -348,6 +351,10 @@ def evaluate_checkpoint(
         options["routers"] = routers
     if hardware is not None:
         options["hardware"] = hardware
+    if calibrated_rad is not None:
+        if not 0.0 <= calibrated_rad <= 10.0:
+            raise ModelError(f"calibrated_rad must be 0..10 radians, got {calibrated_rad}")
+        options["calibrated_rad"] = calibrated_rad
     batches = simulator_batches(split, seed, n_windows, **options)
     if persons is not None:
         batches = (

@@ -158,9 +158,13 @@ def generate_batch(
     rate_hz: float = 100.0,
     exact_receiver: bool = False,
     floor_maps: bool = False,
+    calibrated_rad: float | None = None,
 ) -> WindowBatch:
     """Simulate ``n_windows`` space windows of ``split`` with ground truth (module docstring).
 
+    ``calibrated_rad``: multi-antenna routers carry measured chain phases (``link_phase``,
+    as ``invispose calibrate`` gives them), the true ones plus a Gaussian error of this
+    std; None: no router is calibrated (NaN), positions rest on the static estimate.
     ``floor_maps``: also back-project every router onto the room grid (``floor_maps``
     field, ~4 ms per router window; zeros otherwise).
 
@@ -183,6 +187,9 @@ def generate_batch(
     if n_windows < 0 or window_samples < 2 or rate_hz <= 0:
         raise SimulationError("n_windows >= 0, window_samples >= 2 and rate_hz > 0 required")
     rng = np.random.default_rng(np.random.SeedSequence([SPLITS[split], int(seed)]))
+    # calibration errors from a stream of their own: the windows stay those of the seed
+    cal_rng = (None if calibrated_rad is None
+               else np.random.default_rng(np.random.SeedSequence([SPLITS[split], int(seed), 1])))
     n, n_t, window_s = n_windows, window_samples, (window_samples - 1) / rate_hz
     if routers is None:
         n_routers = rng.choice(MAX_ROUTERS, n, p=ROUTER_COUNT_P) + 1  # (n,)
@@ -251,7 +258,7 @@ def generate_batch(
                     persons = (idx[:, None] * c_all + np.arange(c)[None]).reshape(-1)
                     _fill(rng, batch, idx, r, offsets[idx, r], profile, placed.take(idx),
                           motion.take(persons), counts[idx], c, n_tx[idx, r], n_t, rate_hz,
-                          exact_receiver)
+                          exact_receiver, cal_rng, calibrated_rad or 0.0)
     if floor_maps:
         for i in range(n):
             batch.floor_maps[i] = maps_of(views_from_batch(batch, i), batch.room_size_m[i])
@@ -262,12 +269,14 @@ def _fill(
     rng: np.random.Generator, batch: WindowBatch, idx: npt.NDArray[np.intp], router: int,
     offset: npt.NDArray[np.int64], profile: HardwareProfile, layouts: LayoutArrays,
     motion: Motion, counts: npt.NDArray[np.int64], c: int, n_tx: npt.NDArray[np.int64],
-    n_t: int, rate_hz: float, exact: bool,
+    n_t: int, rate_hz: float, exact: bool, cal_rng: np.random.Generator | None = None,
+    cal_error_rad: float = 0.0,
 ) -> None:
     """Simulate router ``router`` of spaces ``idx`` (one profile, c person slots each).
 
     Its links go to ``offset`` (n,) onwards in each space's link axis; router 0 also
-    writes the ground truth at its window's end.
+    writes the ground truth at its window's end. With ``cal_rng``, multi-antenna routers
+    carry their chain phases with a Gaussian error of ``cal_error_rad`` (``link_phase``).
     """
     n = len(idx)
     distance_m = np.linalg.norm(layouts.tx_centre_m - layouts.rx_centre_m, axis=1)  # (n,)
@@ -292,6 +301,10 @@ def _fill(
         batch.link_mask[rows, links] = True
         batch.tx_pos_m[rows, links] = sim.tx_m[sel, :k]
         batch.rx_pos_m[rows, links] = sim.rx_m[sel, :k]
+        if cal_rng is not None and k > 1:
+            error = cal_rng.normal(0.0, cal_error_rad, (len(sel), k)).astype(np.float32)
+            measured = sim.chain_phase[sel, :k] + error
+            batch.link_phase[rows, links] = measured - measured[:, :1]  # type: ignore[index]
     batch.valid[idx] &= sim.valid
     if router or c == 0:
         return
@@ -313,12 +326,15 @@ def _fill(
 ARRAY_FIELDS = ("amplitude", "phase", "rel_phase", "dynamic", "static", "subcarrier_hz",
                 "carrier_hz", "link_router", "valid", "link_mask", "tx_pos_m", "rx_pos_m",
                 "room_size_m", "keypoints_m", "person_mask", "activity", "falling", "n_routers",
-                "floor_maps")
+                "floor_maps", "link_phase")
 
 LINK_FIELDS = ("amplitude", "phase", "rel_phase", "dynamic", "static", "subcarrier_hz",
-               "carrier_hz", "link_router", "link_mask", "tx_pos_m", "rx_pos_m")  # axis 1 = L
+               "carrier_hz", "link_router", "link_mask", "tx_pos_m", "rx_pos_m",
+               "link_phase")  # axis 1 = L
 #: what padded links hold (zero unless named)
-PAD_VALUES = {"link_router": -1}
+PAD_VALUES = {"link_router": -1, "link_phase": np.nan}
+#: fields that shards written before them lack (read back as the dataclass default)
+OPTIONAL_FIELDS = frozenset({"link_phase"})
 
 
 def save_batch(batch: WindowBatch, path: Path) -> None:
@@ -331,7 +347,8 @@ def load_batch(path: Path) -> WindowBatch:
     """Read one npz shard."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in ARRAY_FIELDS}
+            arrays = {name: data[name] for name in ARRAY_FIELDS
+                      if name in data.files or name not in OPTIONAL_FIELDS}
             hardware = [str(h) for h in data["hardware"]]
     except (OSError, KeyError, ValueError) as exc:
         raise SimulationError(f"cannot read shard {path}: {exc}") from exc

@@ -81,6 +81,7 @@ class SimulatedWindows:
     dynamic: C64  # (n, L, T, S) as CsiWindow.dynamic, zero beyond a window's links
     static: C64  # (n, L, S)
     subcarrier_hz: F32  # (S,) carrier offsets of the canonical points
+    chain_phase: F32  # (n, L) each link's true chain phase, tx-major (0 beyond the links)
 
 
 def antenna_positions(
@@ -278,4 +279,5 @@ def simulate_windows(
         dynamic=dynamic,
         static=static,
         subcarrier_hz=subcarrier_hz,
+        chain_phase=np.where(link_mask, device.chain_phase.reshape(n, -1), 0.0).astype(np.float32),
     )
