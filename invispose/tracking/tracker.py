@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 F64 = npt.NDArray[np.float64]
 SNAPSHOT_VERSION = 1
+WALL_CLEARANCE_M = 0.15  # a body centre stays this far inside the walls
 L_ANKLE, R_ANKLE = 15, 16
 
 
@@ -173,6 +174,7 @@ class Tracker:
         if new_obs:
             observed.extend(range(len(bank), len(bank) + len(new_obs)))
             self._spawn(bank, obs, new_obs, t)
+        self._keep_inside(bank)
         tracks = bank.tracks
         kp_all = bank.keypoints_m()  # (N, 17, 3)
 
@@ -334,6 +336,22 @@ class Tracker:
             tr.last_seen_s = t
             tr.hits += 1
             tr.n_views = views
+
+    def _keep_inside(self, bank: TrackBank) -> None:
+        """Hold filtered centres inside the room and stop their motion into a wall.
+
+        A track coasting on its velocity (or pulled by a detection at a wall) would
+        otherwise walk through the wall and be reported outside the space.
+        """
+        lo = np.full(2, WALL_CLEARANCE_M)
+        hi = np.maximum(self._room_size_m[:2] - WALL_CLEARANCE_M, lo)
+        xy = bank.x[:, :2]  # (N, 2) view into the state
+        below, above = xy < lo, xy > hi
+        if not (below.any() or above.any()):
+            return
+        np.clip(xy, lo, hi, out=xy)
+        v = bank.x[:, 3:5]  # (N, 2)
+        v[(below & (v < 0)) | (above & (v > 0))] = 0.0
 
     def _spawn(self, bank: TrackBank, obs: Observations, rows: list[int], t: float) -> None:
         """Open tentative tracks on unassigned observations."""

@@ -225,3 +225,20 @@ def test_garbage_slots_are_skipped_without_taking_the_step_down() -> None:
         up = tracker.update([det], k * 0.05)
     assert [p.id for p in up.pose_frame.persons] == ["person_1"]
     assert all(0.0 <= kp.confidence <= 1.0 for kp in up.pose_frame.persons[0].keypoints)
+
+
+def test_a_track_coasting_towards_a_wall_stays_in_the_room() -> None:
+    """Detections near a wall, then none: the filter's velocity must not carry the person
+    through the wall while the track coasts (seen with the classical estimator's jumps)."""
+    tracker = Tracker(space=space(), lost_after_s=1.5)
+
+    def towards_wall(t: float) -> list[np.ndarray]:
+        return [skeleton("standing", 3.0, max(1.5 - 1.5 * t, 0.05))]  # 1.5 m/s towards y=0
+
+    play(tracker, towards_wall, 0.0, 1.0)
+    coasting = play(tracker, lambda t: [], 1.0, 1.2)
+    assert coasting[-1].pose_frame.persons  # still tracked while it coasts
+    for update in coasting:
+        for person in update.pose_frame.persons:
+            x, y, _ = person.keypoints[11].position_m  # type: ignore[misc]
+            assert 0.0 <= x <= 6.0 and 0.0 <= y <= 5.0, (x, y)
