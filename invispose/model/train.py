@@ -54,6 +54,11 @@ class DataConfig(Strict):
     floor_maps: bool = Field(
         False, description="Back-project every router onto the room grid (space-input models)"
     )
+    calibrated_rad: float | None = Field(
+        None, ge=0.0, le=10.0,
+        description="Multi-antenna routers carry measured chain phases with this error "
+        "(as `invispose calibrate` leaves them, ~0.15); None: estimated from the static",
+    )
 
 
 class TrainConfig(Strict):
@@ -146,6 +151,7 @@ def simulator_kwargs(data: DataConfig) -> dict[str, Any]:
         "max_persons": data.max_persons,
         "hardware": data.hardware,
         "floor_maps": data.floor_maps,
+        "calibrated_rad": data.calibrated_rad,
         "window_samples": data.window_samples,
         "rate_hz": data.rate_hz,
     }

@@ -49,3 +49,14 @@ def test_one_link_routers_stay_uncalibrated_and_shards_keep_the_phases(tmp_path:
     old = {name: getattr(intel, name) for name in ARRAY_FIELDS if name != "link_phase"}
     np.savez(tmp_path / "old.npz", hardware=np.asarray(intel.hardware, dtype=str), **old)
     assert np.all(np.isnan(load_batch(tmp_path / "old.npz").link_phase))  # type: ignore[arg-type]
+
+
+def test_training_data_can_come_from_calibrated_routers() -> None:
+    from invispose.model.train import DataConfig, simulator_kwargs
+
+    kwargs = simulator_kwargs(DataConfig(hardware="intel5300", calibrated_rad=0.15))
+    batch = generate_batch("train", 5, 4, routers=1, **kwargs)
+    assert np.all(np.isfinite(batch.link_phase[batch.link_mask]))  # type: ignore[index]
+    assert np.all(np.isnan(generate_batch(
+        "train", 5, 4, routers=1, **simulator_kwargs(DataConfig(hardware="intel5300"))
+    ).link_phase))
