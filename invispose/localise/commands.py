@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from invispose.config import DEFAULT_CONFIG, RouterConfig, SimulatedSource, SpaceConfig, load_config
-from invispose.csi.window import Windower
+from invispose.csi.window import Windower, link_phases
 from invispose.errors import InvisPoseError
 from invispose.localise.backprojection import RECENT_PACKETS, heatmap, router_calibration
 from invispose.localise.calibration import ChainCalibrator
@@ -129,7 +129,7 @@ def calibrate_router(
     size = np.asarray(space.size_m, np.float32)
     check = windows[half:]
     for w in check:
-        w.link_phase = np.ascontiguousarray(phases[: w.n_links // n_rx]).reshape(-1)
+        w.link_phase = link_phases(phases, w.n_links // n_rx, n_rx)
     before = _peak_errors(check, truth[half:], size, measured=False)
     after = _peak_errors(check, truth[half:], size, measured=True)
     return {
