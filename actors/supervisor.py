@@ -30,6 +30,12 @@ PING_TIMEOUT_S = 2.0
 MAX_UNSENT_EVENTS = 10_000  # router events held while the store is down (bounded)
 
 
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Done-callback of a background task: its exception is logged, never lost."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("supervisor: %s failed", task.get_name(), exc_info=task.exception())
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -55,6 +61,7 @@ class SupervisorHost:
         # a call that arrives while start() runs (a health probe) waits for it: a second
         # start would replace the handles the first made, and the actors they own would die
         self._start_lock = asyncio.Lock()
+        self._start_task: asyncio.Task[dict[str, Any]] | None = None
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -247,9 +254,22 @@ class SupervisorHost:
             for sid, s in zip(self.trackers, statuses, strict=True)
         ]
 
+    def _start_in_background(self) -> None:
+        """Start (after a restart of this actor, nobody else would) without waiting."""
+        if self._started or (self._start_task is not None and not self._start_task.done()):
+            return
+        self._start_task = asyncio.get_running_loop().create_task(self.start())
+        self._start_task.add_done_callback(_log_failure)
+
     async def health(self) -> dict[str, Any]:
-        """Each component's state; healthy when store, bus and trackers answer."""
-        await self.start()
+        """Each component's state; healthy when store, bus and trackers answer.
+
+        Before start() has finished it answers at once with ``starting`` (and starts, if
+        nobody has): a probe during start-up neither waits for it nor disturbs it.
+        """
+        if not self._started:
+            self._start_in_background()
+            return {"healthy": False, "starting": True, "components": {}, "failing": ["starting"]}
 
         async def ping(handle: Any) -> str:
             try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -105,20 +107,58 @@ def stop_system(supervisor: Any, timeout_s: float = 10.0) -> bool:
     return True
 
 
-def run_forever(site: SiteConfig, address: str | None) -> None:
-    """`invispose up`: start, print the URLs, run until Ctrl-C or SIGTERM, clean up."""
-    stop = threading.Event()
-    ray.init(
-        address=address or "local",
-        namespace=NAMESPACE,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
-    # after ray.init, which installs handlers of its own
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM set ``stop`` (installed first thing, and again after ray.init)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+
+
+def run_forever(
+    site: SiteConfig, address: str | None, stop: threading.Event | None = None
+) -> None:
+    """`invispose up`: start, print the URLs, run until Ctrl-C or SIGTERM, clean up.
+
+    Start-up runs on a thread, so a signal is acted on at once even then: before the
+    system is up, Ray is shut down under the half-made system (nothing is served or
+    stored yet); after, the supervisor stops the routers, the store is flushed and the
+    app removed, and then Ray goes. `invispose up` runs this in a session of its own
+    (invispose.service): a signal to the caller's process group reaches only us, once.
+    """
+    stop = stop or threading.Event()
+    stop_on_signals(stop)
     try:
-        supervisor = start_system(site)
+        ray.init(
+            address=address or "local",
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    except SystemExit as exc:  # ray.init's own SIGTERM handler exits with the signal
+        if exc.code != signal.SIGTERM:
+            raise
+        stop.set()
+    stop_on_signals(stop)  # ray.init installed handlers of its own
+    if stop.is_set():
+        print("stopped while Ray started", flush=True)
+        ray.shutdown()
+        return
+    started: list[Any] = []
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            started.append(start_system(site))
+        except BaseException as exc:  # reported by the main thread
+            failed.append(exc)
+        finally:
+            if not started:
+                stop.set()
+
+    starter = threading.Thread(target=start, name="invispose-start", daemon=True)
+    starter.start()
+    while not started and not stop.is_set():
+        stop.wait(0.2)
+    if started and not stop.is_set():
         base = f"http://{site.serve.host}:{site.serve.port}"
         print(f"InvisPose is up: {base}/  (API {base}/api/v1, docs {base}/docs)", flush=True)
         print(
@@ -128,8 +168,15 @@ def run_forever(site: SiteConfig, address: str | None) -> None:
         )
         print("  Ctrl-C stops it.", flush=True)
         stop.wait()
-        print("stopping…", flush=True)
-        if stop_system(supervisor, timeout_s=STOP_TIMEOUT_S):
-            serve.shutdown()
-    finally:
+    if failed:
         ray.shutdown()
+        raise failed[0]
+    if not started:
+        print("stopping during start-up…", flush=True)
+        ray.shutdown()  # the starter thread fails inside Ray; it is a daemon
+        sys.stdout.flush()
+        os._exit(0)  # its half-done calls must not hold the interpreter's exit
+    print("stopping…", flush=True)
+    if stop_system(started[0], timeout_s=STOP_TIMEOUT_S):
+        serve.shutdown()
+    ray.shutdown()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
+from ray.exceptions import RayError
 
 from actors.common import GATEWAY_DEPLOYMENT
 from deployments.api import pose, stream, system
-from deployments.api.state import GatewayState, install
+from deployments.api.state import ComponentUnavailable, GatewayState, current_state, install
 from invispose import __version__
 from invispose.config import SiteConfig
 
@@ -25,6 +26,26 @@ app = FastAPI(
 app.include_router(pose.router)
 app.include_router(system.router)
 app.include_router(stream.router)
+
+
+
+@app.exception_handler(RayError)
+@app.exception_handler(ComponentUnavailable)
+async def component_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A call to an actor failed: 503 with a short reason (the Ray text goes to the log)."""
+    logger.warning("gateway: %s %s: %s", request.method, request.url.path, exc)
+    current_state().forget_actors()
+    name = exc.name if isinstance(exc, ComponentUnavailable) else None
+    return JSONResponse(
+        status_code=503,
+        content={
+            "error": "a component is unavailable; retry shortly",
+            "component": name,
+            "reason": type(exc).__name__,
+        },
+        headers={"Retry-After": "1"},
+    )
+
 
 LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>InvisPose</title></head>
 <body><h1>InvisPose</h1><ul>

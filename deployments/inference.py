@@ -61,6 +61,9 @@ class PoseEstimator:
         self.batches = 0
         self.windows = 0
         self.batch_sizes: deque[int] = deque(maxlen=1000)
+        self.failures = 0  # batches whose prediction raised
+        self.consecutive_failures = 0  # since the last batch that succeeded
+        self.last_error: str | None = None
         logger.info("PoseEstimator: %s on %s", checkpoint if self.model else estimator,
                     self.device)
 
@@ -85,7 +88,14 @@ class PoseEstimator:
     async def __call__(self, hops: list[list[CsiWindow]]) -> list[list[Detection]]:
         """One request is one space's router windows of one hop; returns its detections."""
         loop = asyncio.get_running_loop()
-        detections = await loop.run_in_executor(self._executor, self._predict, hops)
+        try:
+            detections = await loop.run_in_executor(self._executor, self._predict, hops)
+        except Exception as exc:
+            self.failures += 1
+            self.consecutive_failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            raise
+        self.consecutive_failures = 0
         n_windows = sum(len(windows) for windows in hops)
         self.batches += 1
         self.windows += n_windows
@@ -101,5 +111,18 @@ class PoseEstimator:
             "recent_batch_sizes": list(self.batch_sizes)[-100:],
             "device": str(self.device),
             "estimator": self.estimator,
+            "gpu_percent": self._gpu_percent(),
+            "failures": self.failures,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
         }
+
+    def _gpu_percent(self) -> float | None:
+        """Utilisation of this replica's GPU (None on CPU or without NVML)."""
+        if self.device.type != "cuda":
+            return None
+        try:
+            return float(torch.cuda.utilization(self.device))
+        except Exception:  # NVML missing or the driver refuses: unknown, not zero
+            return None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from invispose import __version__
 from invispose.errors import ConfigError, InvisPoseError
+from invispose.output import json_stdout, print_json
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSI_DATA = PROJECT_ROOT.parent / "shared" / "data" / "csi"
@@ -64,7 +64,7 @@ def _bench(args: argparse.Namespace) -> int:
         result = run_pipeline_bench(args.routers, args.clients, args.duration, args.checkpoint)
     else:
         raise InvisPoseError(f"bench {args.target}: not implemented yet")
-    print(json.dumps(result, indent=None if args.json else 2))
+    print_json(result, indent=None if args.json else 2)
     return 0
 
 
@@ -79,9 +79,23 @@ def _up(args: argparse.Namespace) -> int:
             f"no model weights at {site.model.checkpoint}; train them with `invispose train` "
             "or set model.checkpoint in the config"
         )
+    from invispose.service import is_worker, run_in_own_session
+
+    if not is_worker():  # a signal to our process group must not reach Ray's processes
+        argv = ["--verbose"] if args.verbose else []
+        argv += ["up", "--config", str(args.config or DEFAULT_CONFIG)]
+        argv += ["--port", str(args.port)] if args.port is not None else []
+        argv += ["--address", args.address] if args.address else []
+        return run_in_own_session([sys.executable, "-m", "invispose.cli", *argv])
+    import signal
+    import threading
+
+    stop = threading.Event()  # a signal before Ray is even imported is kept, not fatal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     from deployments.app import run_forever  # Ray is imported only for this command
 
-    run_forever(site, args.address)
+    run_forever(site, args.address, stop)
     return 0
 
 
@@ -144,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        if getattr(args, "json", None) is True:  # stdout carries the JSON document alone
+            with json_stdout():
+                return int(args.func(args))
         return int(args.func(args))
     except InvisPoseError as exc:
         print(f"invispose: error: {exc}", file=sys.stderr)

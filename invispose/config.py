@@ -237,6 +237,31 @@ class InferenceConfig(Strict):
     max_replicas: int = Field(1, ge=1, description="Autoscaling upper bound")
 
 
+class WebSocketConfig(Strict):
+    """Bounds on each /ws/v1/stream client: one careless or hostile client costs the
+    gateway a fixed amount and never reaches another."""
+
+    queue_frames: int = Field(
+        32, ge=1, description="Pose frames waiting for one client; beyond it the oldest drop"
+    )
+    queue_messages: int = Field(
+        256, ge=1,
+        description="Events and replies waiting for one client; beyond it the oldest event "
+        "drops (the client is told the first id it missed) and new replies drop",
+    )
+    max_message_bytes: int = Field(
+        64 * 1024, ge=256, description="Largest message a client may send"
+    )
+    messages_per_s: int = Field(20, ge=1, description="Sustained client messages per second")
+    message_burst: int = Field(40, ge=1, description="Client messages allowed in one burst")
+    idle_s: float = Field(
+        60.0, gt=0, description="A client with no subscription that sends nothing is closed"
+    )
+    max_per_peer: int = Field(
+        256, ge=1, description="Concurrent WebSocket connections from one address"
+    )
+
+
 class ServeConfig(Strict):
     """The HTTP gateway and inference deployments."""
 
@@ -244,6 +269,9 @@ class ServeConfig(Strict):
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the gateway")
     gateway_replicas: int = Field(1, ge=1, description="Fixed gateway replicas")
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching")
+    websocket: WebSocketConfig = Field(
+        default_factory=WebSocketConfig, description="Per-client bounds of /ws/v1/stream"
+    )
 
 
 class ModelConfig(Strict):

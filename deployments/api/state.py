@@ -23,6 +23,14 @@ Listener = Callable[[str, dict[str, Any]], None]
 RESUBSCRIBE_MAX_S = 5.0
 
 
+class ComponentUnavailable(Exception):
+    """A named actor the gateway needs does not exist (yet)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} is not running")
+        self.name = name
+
+
 class GatewayState:
     """Per-replica state: one bus subscription fanned out to this replica's clients."""
 
@@ -37,13 +45,24 @@ class GatewayState:
         self.clients: Any = None  # the ClientRegistry of /ws/v1/stream
         self.estimator: Any = None  # PoseEstimator handle
         self._pump: asyncio.Task[None] | None = None
+        self._handles: dict[str, Any] = {}
 
     # -- actor handles (looked up lazily: they restart independently) ------------------
 
-    @staticmethod
-    def actor(name: str) -> Any:
-        """A named InvisPose actor."""
-        return ray.get_actor(name, namespace=NAMESPACE)
+    def actor(self, name: str) -> Any:
+        """A named InvisPose actor; the handle is looked up once (Ray restarts the actor
+        behind it) and forgotten by ``forget_actors`` when a call through it fails."""
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = self._handles[name] = ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError as exc:  # not created yet, or gone with the system
+                raise ComponentUnavailable(name) from exc
+        return handle
+
+    def forget_actors(self) -> None:
+        """Look every actor up again on next use (after a failed call)."""
+        self._handles.clear()
 
     @property
     def store(self) -> Any:

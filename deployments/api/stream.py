@@ -1,9 +1,12 @@
 """/ws/v1/stream: the seed's WebSocket protocol over the result bus.
 
-One bus subscription per gateway replica feeds every client of that replica. Each
-client has a bounded queue: a slow client loses its own oldest pose frames (counted and
-reported to it), never anyone else's; events are not dropped here (the bus reports
-gaps as ``events_missed``).
+One bus subscription per gateway replica feeds every client of that replica. Everything a
+client can make the gateway hold is bounded (``serve.websocket`` in the config): its queue
+of pose frames (the oldest drop, the client is told how many), its queue of events and
+replies (the oldest event drops and the client is told the first id it missed, so it can
+read them back; replies beyond the bound drop), its message size and rate, idle time
+without a subscription, and connections per address. A client that fails while frames
+are fanned out is closed with 1011; no failure of one client reaches another.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import math
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -23,6 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from deployments.api.pose import filter_persons
 from deployments.api.state import GatewayState, get_state
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC
+from invispose.config import WebSocketConfig
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +48,10 @@ PERSON_EVENTS = {
     "person.activity_detected",
 }
 ALERT_PREFIXES = ("alert.", "system.", "router.")
-CLIENT_QUEUE = 32  # messages waiting for one client; pose frames beyond it drop oldest
-MAX_MESSAGE_BYTES = 64 * 1024
-FILTER_KEYS = {"zone_id", "min_confidence", "person_id", "space_id"}
+CLIENT_QUEUE = WebSocketConfig().queue_frames  # default pose frames waiting per client
+STRING_FILTERS = ("zone_id", "person_id", "space_id")
+FILTER_KEYS = {*STRING_FILTERS, "min_confidence"}
+CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1009, 1011, 1013
 
 
 def now_iso() -> str:
@@ -64,21 +71,53 @@ def topics_of_event(event_type: str) -> list[str]:
     return topics
 
 
-class ClientSession:
-    """One connected client: subscriptions with filters, a bounded queue, counters."""
+def filter_problem(filters: Any) -> str | None:
+    """Why ``filters`` is not a valid subscription filter object (None: it is)."""
+    if not isinstance(filters, dict) or set(filters) - FILTER_KEYS:
+        return f"filters must be an object with keys {sorted(FILTER_KEYS)}"
+    for key in STRING_FILTERS:
+        if filters.get(key) is not None and not isinstance(filters[key], str):
+            return f"{key} must be a string or null"
+    conf = filters.get("min_confidence")
+    if conf is not None and (
+        isinstance(conf, bool) or not isinstance(conf, int | float)
+        or not (math.isfinite(conf) and 0.0 <= conf <= 1.0)
+    ):
+        return "min_confidence must be a number from 0 to 1"
+    return None
 
-    def __init__(self, state: GatewayState, websocket: WebSocket) -> None:
+
+class ClientSession:
+    """One connected client: subscriptions with filters, bounded queues, counters."""
+
+    def __init__(
+        self, state: GatewayState, websocket: WebSocket,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.state = state
         self.ws = websocket
+        self.limits: WebSocketConfig = state.site.serve.websocket
+        self.clock = clock
         self.client_id = uuid.uuid4().hex[:12]
         self.filters: dict[str, dict[str, Any]] = {}  # topic -> filters
         self.max_fps: float | None = None
         self.queue: deque[tuple[str, str, float | None]] = deque()  # (kind, text, t_end_s)
+        self.n_poses = 0  # pose frames in the queue; the rest are events and replies
         self.wakeup = asyncio.Event()
-        self.dropped = 0
+        self.dropped = 0  # pose frames
         self.dropped_reported = 0
+        self.events_dropped = 0
+        self.first_missed_id: Any = None  # oldest dropped event not yet reported
+        self.events_missed_count = 0
+        self.replies_dropped = 0
+        self.refused = 0  # messages over the rate limit
         self.sent = 0
-        self._last_pose_s = 0.0
+        self.closing: tuple[int, str] | None = None
+        self.last_message_s = clock()
+        self._tokens = float(self.limits.message_burst)
+        self._tokens_s = self.last_message_s
+        self._limit_notice_s = -math.inf
+        self._last_pose_s = -math.inf
 
     # -- from the bus (sync, on the event loop) ----------------------------------------
 
@@ -93,7 +132,7 @@ class ClientSession:
         filters = self.filters["pose_updates"]
         if filters.get("space_id") not in (None, message.get("space_id")):
             return
-        now = time.monotonic()
+        now = self.clock()
         if self.max_fps and now - self._last_pose_s < 1.0 / self.max_fps:
             return
         self._last_pose_s = now
@@ -124,14 +163,20 @@ class ClientSession:
                 }
             )
             cache[key] = text
-        if len(self.queue) >= CLIENT_QUEUE:
-            for i, (kind, _, _) in enumerate(self.queue):
-                if kind == "pose":
-                    del self.queue[i]
-                    self.dropped += 1
-                    break
+        if self.n_poses >= self.limits.queue_frames and self._drop_oldest("pose"):
+            self.dropped += 1
         self.queue.append(("pose", text, float(message.get("t_end_s") or 0.0)))
+        self.n_poses += 1
         self.wakeup.set()
+
+    def _drop_oldest(self, kind: str) -> str | None:
+        """Remove the oldest queued message of ``kind``; its text (None: there is none)."""
+        for i, (k, text, _) in enumerate(self.queue):
+            if k == kind:
+                del self.queue[i]
+                self.n_poses -= kind == "pose"
+                return text
+        return None
 
     def _offer_event(self, event: dict[str, Any]) -> None:
         event_type = str(event.get("type"))
@@ -171,21 +216,47 @@ class ClientSession:
             )
 
     def _push_event(self, payload: dict[str, Any]) -> None:
-        self.queue.append(("event", json.dumps(payload), None))  # events are never dropped
+        if len(self.queue) - self.n_poses >= self.limits.queue_messages:
+            old = self._drop_oldest("event")
+            if old is not None:
+                self.events_dropped += 1
+                self.events_missed_count += 1
+                if self.first_missed_id is None:
+                    self.first_missed_id = json.loads(old).get("event_id")
+        self.queue.append(("event", json.dumps(payload), None))
         self.wakeup.set()
 
     # -- to the socket -------------------------------------------------------------------
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         """Queue one control message (only the sender task writes to the socket)."""
+        if len(self.queue) - self.n_poses >= self.limits.queue_messages:
+            self.replies_dropped += 1  # the client sends without reading its replies
+            return
         self.queue.append(("control", json.dumps(payload), None))
         self.wakeup.set()
 
+    def fail(self, code: int, reason: str) -> None:
+        """Close the connection from the sender task (which owns the socket)."""
+        self.closing = (code, reason)
+        self.wakeup.set()
+
+    def idle(self) -> bool:
+        """A client with no subscription that has sent nothing for ``idle_s``."""
+        return not self.filters and self.clock() - self.last_message_s >= self.limits.idle_s
+
     async def sender(self) -> None:
-        """Drain the queue into the socket until the connection ends."""
+        """Drain the queue into the socket until the connection ends or must close."""
         while True:
-            await self.wakeup.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wakeup.wait(), timeout=self.limits.idle_s / 4)
             self.wakeup.clear()
+            if self.closing is None and self.idle():
+                self.closing = (CLOSE_POLICY, "idle: no subscription and no message")
+            if self.closing is not None:
+                with contextlib.suppress(Exception):  # the peer may be gone already
+                    await self.ws.close(code=self.closing[0], reason=self.closing[1])
+                return
             if self.dropped > self.dropped_reported:
                 notice = {
                     "type": "frames_dropped",
@@ -194,8 +265,17 @@ class ClientSession:
                 }
                 self.dropped_reported = self.dropped
                 await self.ws.send_text(json.dumps(notice))  # ahead of the frames that remain
-            while self.queue:
+            if self.events_missed_count:
+                notice = {
+                    "type": "events_missed",
+                    "count": self.events_missed_count,
+                    "first_missed_id": self.first_missed_id,
+                }
+                self.events_missed_count, self.first_missed_id = 0, None
+                await self.ws.send_text(json.dumps(notice))
+            while self.queue and self.closing is None:
                 kind, text, t_end_s = self.queue.popleft()
+                self.n_poses -= kind == "pose"
                 await self.ws.send_text(text)
                 self.sent += 1
                 if kind == "pose" and t_end_s:
@@ -203,10 +283,33 @@ class ClientSession:
 
     # -- from the socket -----------------------------------------------------------------
 
+    def _take_token(self) -> bool:
+        """Token bucket: ``message_burst`` at once, ``messages_per_s`` sustained."""
+        now = self.clock()
+        self._tokens = min(
+            float(self.limits.message_burst),
+            self._tokens + max(0.0, now - self._tokens_s) * self.limits.messages_per_s,
+        )
+        self._tokens_s = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
     async def handle(self, raw: str) -> None:
         """One client message: subscribe, unsubscribe, ping or configure."""
-        if len(raw) > MAX_MESSAGE_BYTES:
-            await self.error(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+        self.last_message_s = self.clock()
+        if not self._take_token():
+            self.refused += 1
+            if self.last_message_s - self._limit_notice_s >= 1.0:  # one notice a second
+                self._limit_notice_s = self.last_message_s
+                await self.error(
+                    f"rate limit: at most {self.limits.messages_per_s} messages/s "
+                    f"(bursts of {self.limits.message_burst}); messages over it are dropped"
+                )
+            return
+        if len(raw) > self.limits.max_message_bytes:
+            await self.error(f"message larger than {self.limits.max_message_bytes} bytes")
             return
         try:
             data = json.loads(raw)
@@ -228,20 +331,17 @@ class ClientSession:
         elif kind == "configure":
             await self._configure(data.get("config"))
         else:
-            await self.error(f"unknown message type {kind!r}")
+            await self.error(f"unknown message type {str(kind)[:64]!r}")
 
     async def _subscribe(self, data: dict[str, Any]) -> None:
         topic = data.get("topic")
         filters = data.get("filters") or {}
         if topic not in WS_TOPICS:
-            await self.error(f"unknown topic {topic!r}; topics: {', '.join(WS_TOPICS)}")
+            await self.error(f"unknown topic {str(topic)[:64]!r}; topics: {', '.join(WS_TOPICS)}")
             return
-        if not isinstance(filters, dict) or set(filters) - FILTER_KEYS:
-            await self.error(f"filters must be an object with keys {sorted(FILTER_KEYS)}")
-            return
-        conf = filters.get("min_confidence")
-        if conf is not None and (isinstance(conf, bool) or not isinstance(conf, int | float)):
-            await self.error("min_confidence must be a number")
+        problem = filter_problem(filters)
+        if problem is not None:
+            await self.error(problem)
             return
         self.filters[str(topic)] = dict(filters)
         await self.send_json(
@@ -255,7 +355,8 @@ class ClientSession:
         if "max_fps" in config:
             fps = config["max_fps"]
             if fps is not None and (
-                isinstance(fps, bool) or not isinstance(fps, int | float) or fps <= 0
+                isinstance(fps, bool) or not isinstance(fps, int | float)
+                or not math.isfinite(fps) or fps <= 0
             ):
                 await self.error("max_fps must be a positive number or null")
                 return
@@ -272,7 +373,12 @@ class ClientRegistry:
 
     def __init__(self, state: GatewayState) -> None:
         self.clients: dict[str, ClientSession] = {}
+        self.limits: WebSocketConfig = state.site.serve.websocket
+        self.per_peer: Counter[str] = Counter()
         self.malformed = 0
+        self.failures = 0
+        self.refused_connections = 0
+        self.gone: Counter[str] = Counter()  # counters of clients that have disconnected
         state.listeners.add(self.dispatch)
         state.clients = self
 
@@ -280,11 +386,62 @@ class ClientRegistry:
         """Offer one bus message to every client (JSON shared between equal filters)."""
         cache: dict[Any, str] = {}
         for client in list(self.clients.values()):
-            client.offer(topic, message, cache)
+            try:
+                client.offer(topic, message, cache)
+            except Exception:
+                self.failures += 1
+                logger.exception("gateway: client %s failed on a %s message; closing it",
+                                 client.client_id, topic)
+                self.remove(client)
+                client.fail(CLOSE_INTERNAL, "internal error")
+
+    def admit(self, peer: str) -> bool:
+        """Count a new connection from ``peer``; False past ``max_per_peer``."""
+        if self.per_peer[peer] >= self.limits.max_per_peer:
+            self.refused_connections += 1
+            return False
+        self.per_peer[peer] += 1
+        return True
+
+    def release(self, peer: str) -> None:
+        """A connection from ``peer`` ended."""
+        self.per_peer[peer] -= 1
+        if self.per_peer[peer] <= 0:
+            del self.per_peer[peer]
+
+    def remove(self, client: ClientSession) -> None:
+        """Forget a client, keeping its counters in the replica's totals."""
+        if self.clients.pop(client.client_id, None) is not None:
+            self.gone.update(self._counters(client))
+
+    @staticmethod
+    def _counters(client: ClientSession) -> dict[str, int]:
+        return {
+            "frames_dropped": client.dropped,
+            "events_dropped": client.events_dropped,
+            "replies_dropped": client.replies_dropped,
+            "messages_refused": client.refused,
+        }
 
     def dropped(self) -> int:
-        """Pose frames dropped for slow clients, all clients together."""
+        """Pose frames dropped for slow clients, all clients together (connected now)."""
         return sum(c.dropped for c in self.clients.values())
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this replica's clients, those gone included."""
+        totals = Counter(self.gone)
+        for client in self.clients.values():
+            totals.update(self._counters(client))
+        return {
+            "clients": len(self.clients),
+            "frames_dropped": totals["frames_dropped"],
+            "events_dropped": totals["events_dropped"],
+            "replies_dropped": totals["replies_dropped"],
+            "messages_refused": totals["messages_refused"],
+            "malformed": self.malformed,
+            "client_failures": self.failures,
+            "connections_refused": self.refused_connections,
+        }
 
 
 @router.websocket("/ws/v1/stream")
@@ -292,7 +449,14 @@ async def stream(websocket: WebSocket) -> None:
     """The seed's real-time stream: connection, subscribe/unsubscribe, ping, configure."""
     state = await get_state()
     registry: ClientRegistry = state.clients
+    peer = websocket.client.host if websocket.client else "unknown"
     await websocket.accept()
+    if not registry.admit(peer):
+        await websocket.close(
+            code=CLOSE_TRY_LATER,
+            reason=f"more than {registry.limits.max_per_peer} connections from {peer}",
+        )
+        return
     client = ClientSession(state, websocket)
     registry.clients[client.client_id] = client
     await client.send_json(
@@ -305,7 +469,7 @@ async def stream(websocket: WebSocket) -> None:
     )
     sender = asyncio.get_running_loop().create_task(client.sender())
     try:
-        while True:
+        while not sender.done():
             # reading keeps disconnects visible even for push-only clients
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -316,10 +480,11 @@ async def stream(websocket: WebSocket) -> None:
                 await client.error("binary messages are not supported; send JSON text")
                 continue
             await client.handle(text)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: received after our close
         pass
     finally:
-        registry.clients.pop(client.client_id, None)
+        registry.remove(client)
+        registry.release(peer)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender

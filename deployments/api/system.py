@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import os
 import time
 from typing import Any
@@ -11,9 +13,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
-from deployments.api.state import GatewayState, get_state
+from deployments.api.state import ComponentUnavailable, GatewayState, get_state
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/system", tags=["system"])
+HEALTH_TIMEOUT_S = 5.0  # a probe gets an answer in bounded time, even from a stuck actor
 
 
 def _memory_mb() -> float:
@@ -26,23 +31,24 @@ def _memory_mb() -> float:
         return 0.0
 
 
-def _gpu_percent() -> float | None:
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return None
-        return float(torch.cuda.utilization())
-    except Exception:
-        return None
-
-
 async def _estimator_stats(state: GatewayState) -> dict[str, Any]:
     try:
         stats: dict[str, Any] = await state.estimator.stats.remote()
         return stats
     except Exception as exc:
-        return {"error": str(exc)}
+        logger.warning("gateway: estimator stats failed: %s", exc)
+        return {"error": f"estimator unavailable ({type(exc).__name__})"}
+
+
+async def _estimator_health(state: GatewayState) -> str:
+    """``healthy``, or why not: unreachable, or its last predictions failed."""
+    try:
+        stats = await asyncio.wait_for(state.estimator.stats.remote(), HEALTH_TIMEOUT_S)
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+    if stats.get("consecutive_failures"):
+        return f"failing: {stats['consecutive_failures']} batches in a row ({stats['last_error']})"
+    return "healthy"
 
 
 @router.get("/status")
@@ -51,6 +57,7 @@ async def get_system_status(state: GatewayState = Depends(get_state)) -> dict[st
     routers = await state.supervisor.routers_status.remote()
     persons = await state.store.query.remote("persons")
     latency = state.latency_percentiles()
+    estimator = await _estimator_stats(state)
     active = sum(1 for r in routers if r.get("state") == "connected")
     return {
         "status": "running" if active else "degraded",
@@ -60,7 +67,7 @@ async def get_system_status(state: GatewayState = Depends(get_state)) -> dict[st
         "current_fps": round(state.fps(), 2),
         "average_latency_ms": round(float(np.mean(state.e2e_ms)), 3) if state.e2e_ms else 0.0,
         "memory_usage_mb": round(_memory_mb(), 1),
-        "gpu_usage_percent": _gpu_percent(),
+        "gpu_usage_percent": estimator.get("gpu_percent"),
         "latency_ms": latency,
     }
 
@@ -70,24 +77,40 @@ async def health_check(state: GatewayState = Depends(get_state)) -> Any:
     """Health of every component; 503 naming the failing ones when unhealthy."""
     now = dt.datetime.now(dt.UTC).isoformat()
     try:
-        health = await state.supervisor.health.remote()
+        supervisor = state.supervisor
+    except ComponentUnavailable:  # not created yet: `up` is still starting
+        return JSONResponse(
+            status_code=503,
+            content={"status": "starting", "timestamp": now, "failing": ["starting"]},
+        )
+    try:
+        health = await asyncio.wait_for(supervisor.health.remote(), HEALTH_TIMEOUT_S)
     except Exception as exc:
+        logger.warning("gateway: supervisor health failed: %s", exc)
+        state.forget_actors()
         return JSONResponse(
             status_code=503,
             content={
                 "status": "unhealthy",
                 "timestamp": now,
                 "failing": ["supervisor"],
-                "error": str(exc),
+                "error": f"supervisor unreachable ({type(exc).__name__})",
             },
         )
-    body = {
-        "status": "healthy" if health["healthy"] else "unhealthy",
+    components = dict(health["components"])
+    failing = list(health["failing"])
+    if not health.get("starting"):
+        estimator = await _estimator_health(state)
+        components["estimator"] = estimator
+        if estimator != "healthy":
+            failing.append("estimator")
+    body: dict[str, Any] = {
+        "status": "starting" if health.get("starting") else "unhealthy" if failing else "healthy",
         "timestamp": now,
-        "components": health["components"],
+        "components": components,
     }
-    if not health["healthy"]:
-        body["failing"] = health["failing"]
+    if failing:
+        body["failing"] = failing
         return JSONResponse(status_code=503, content=body)
     return body
 
@@ -120,7 +143,7 @@ async def get_performance(state: GatewayState = Depends(get_state)) -> dict[str,
     for message in state.latest.values():
         for stage, ms in message["frame"].get("metadata", {}).get("latency_ms", {}).items():
             stages.setdefault(stage, []).append(float(ms))
-    registry = state.clients
+    ws = state.clients.stats()
     return {
         "fps": round(state.fps(), 2),
         "end_to_end_ms": state.latency_percentiles(),
@@ -136,8 +159,9 @@ async def get_performance(state: GatewayState = Depends(get_state)) -> dict[str,
         "drops": {
             "router_windows": sum(int(r.get("windows_dropped", 0)) for r in routers),
             "bus_pose_frames": bus.get("dropped", 0),
-            "websocket_frames": registry.dropped(),
+            "websocket_frames": ws["frames_dropped"],
             "tracker_superseded": sum(int(t.get("superseded", 0)) for t in trackers),
         },
-        "websocket_clients": len(registry.clients),
+        "websocket_clients": ws["clients"],
+        "websocket": ws,
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 from invispose.csi.formats import capture_summary, make_reader, read_capture
 from invispose.csi.sources import CaptureWriter, SerialSource, UdpSource
 from invispose.errors import InvisPoseError
+from invispose.output import print_json
 
 SOURCE_FORMATS = {"esp32-udp": "esp32", "esp32-serial": "esp32", "nexmon-udp": "nexmon"}
 
@@ -56,7 +57,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Print format, chipset, frame counts, link shapes, duration and rate."""
     summary = capture_summary(read_capture(args.path, fmt=args.fmt, chipset=args.chipset))
     if args.json:
-        print(json.dumps(summary))
+        print_json(summary)
         return 0
     for key, value in summary.items():
         if isinstance(value, dict):

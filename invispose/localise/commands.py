@@ -25,6 +25,7 @@ from invispose.localise.backprojection import RECENT_PACKETS, heatmap, router_ca
 from invispose.localise.calibration import ChainCalibrator
 from invispose.localise.floor import floor_grid
 from invispose.localise.views import views_from_windows
+from invispose.output import print_json
 from invispose.schemas import CsiWindow, FloatArray
 
 HOP_S = 0.32
@@ -168,7 +169,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         results.append(result)
     if args.json:
-        print(json.dumps(results))
+        print_json(results)
         return 0
     print("# chain_phase_rad for the routers' entries in the config")
     for r in results:

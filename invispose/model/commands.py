@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from invispose.model.evaluate import (
     simulator_generate,
 )
 from invispose.model.train import load_train_config, train
+from invispose.output import print_json
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(evaluation.to_json(), indent=2))
+        print_json(evaluation.to_json(), indent=2)
     else:
         print(f"checkpoint {args.checkpoint}")
         print(evaluation.table())
