@@ -72,6 +72,7 @@ class RouterHost:
         self.last_seen_s: float | None = None
         self.last_error: str | None = None
         self._bad_records_closed = 0  # from sources that ended or failed
+        self._spoofed_closed = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class RouterHost:
                 if self._source is not None:
                     self._source.close()
                     self._bad_records_closed += self._source.bad_records
+                    self._spoofed_closed += self._source.spoofed
                     self._source = None
             jitter = 1.0 + 0.2 * np.random.default_rng().random()
             await asyncio.sleep(backoff_s * jitter)
@@ -201,6 +203,8 @@ class RouterHost:
             "drops": self.counters["windows_dropped"] + self.windower.frames_dropped,
             "bad_records": self._bad_records_closed
             + (self._source.bad_records if self._source is not None else 0),
+            "spoofed_datagrams": self._spoofed_closed
+            + (self._source.spoofed if self._source is not None else 0),
             "last_seen": self.last_seen_s,
             "motion_score": round(float(self.motion.score), 4),
             "motion_present": bool(self.motion.present),

@@ -6,9 +6,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 from ray.exceptions import RayError
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from actors.common import GATEWAY_DEPLOYMENT
 from deployments.api import pose, stream, system
@@ -22,7 +25,22 @@ app = FastAPI(
     title="InvisPose API",
     version=__version__,
     description="Privacy-preserving human pose estimation using WiFi signals",
+    docs_url=None,  # served below from local assets: /docs works with no internet access
+    redoc_url=None,
 )
+app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+
+@app.get("/docs", include_in_schema=False)
+async def swagger_ui() -> HTMLResponse:
+    """Swagger UI for the OpenAPI document, its scripts and styles from this server."""
+    return get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} - docs",
+        swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url="/docs/assets/swagger-ui.css",
+        swagger_favicon_url="/docs/assets/favicon-32x32.png",
+    )
 app.include_router(pose.router)
 app.include_router(system.router)
 app.include_router(stream.router)

@@ -7,6 +7,7 @@ can name each mistake by its path. Secrets come from the environment through
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -68,7 +69,26 @@ class SimulatedSource(Strict):
     )
 
 
-class Esp32UdpSource(Strict):
+class UdpListener(Strict):
+    """What every UDP source shares: which senders it accepts."""
+
+    allow_from: list[str] | None = Field(
+        None,
+        description="Senders accepted, as addresses or CIDR blocks (e.g. 192.168.1.0/24); "
+        "datagrams from anyone else are dropped and counted (spoofed). Unset: any sender",
+    )
+
+    @model_validator(mode="after")
+    def _networks(self) -> UdpListener:
+        for entry in self.allow_from or []:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allow_from: {entry!r} is not an address or CIDR block") from exc
+        return self
+
+
+class Esp32UdpSource(UdpListener):
     """ESP32 nodes sending their CSI lines as UDP datagrams."""
 
     kind: Literal["esp32-udp"] = Field("esp32-udp", description="Source kind")
@@ -84,7 +104,7 @@ class Esp32SerialSource(Strict):
     baudrate: int = Field(1_500_000, gt=0, description="Serial speed in baud")
 
 
-class NexmonUdpSource(Strict):
+class NexmonUdpSource(UdpListener):
     """A Nexmon-patched Broadcom chip broadcasting CSI over UDP."""
 
     kind: Literal["nexmon-udp"] = Field("nexmon-udp", description="Source kind")

@@ -30,6 +30,11 @@ class FrameSource(Protocol):
         """Records the reader rejected so far."""
         ...
 
+    @property
+    def spoofed(self) -> int:
+        """Datagrams dropped because their sender is not allowed (0 for other sources)."""
+        ...
+
     def frames(self) -> AsyncIterator[list[CsiFrame]]:
         """Batches of frames as they arrive."""
         ...
@@ -50,6 +55,11 @@ class DecodedStream:
     def bad_records(self) -> int:
         """Records the reader rejected."""
         return self.reader.bad_records
+
+    @property
+    def spoofed(self) -> int:
+        """Datagrams from senders outside the source's ``allow_from``."""
+        return self.source.spoofed if isinstance(self.source, UdpSource) else 0
 
     async def frames(self) -> AsyncIterator[list[CsiFrame]]:
         """Decoded frames per received chunk (chunks that decode to nothing are skipped)."""
@@ -77,6 +87,11 @@ class ReplayStream:
         """Records the capture file held that could not be decoded."""
         return self.replay.bad_records
 
+    @property
+    def spoofed(self) -> int:
+        """A replay has no senders."""
+        return 0
+
     def frames(self) -> AsyncIterator[list[CsiFrame]]:
         """The replay's paced batches."""
         return self.replay.frames()
@@ -89,10 +104,11 @@ def build_source(router: RouterConfig, space: SpaceConfig) -> FrameSource:
     """The frame source a router's configuration describes."""
     src = router.source
     if isinstance(src, Esp32UdpSource):
-        return DecodedStream(UdpSource(src.host, src.port), make_reader("esp32", router.id))
+        source = UdpSource(src.host, src.port, src.allow_from)
+        return DecodedStream(source, make_reader("esp32", router.id))
     if isinstance(src, NexmonUdpSource):
         reader = make_reader("nexmon", router.id, chipset=src.chipset, container="udp")
-        return DecodedStream(UdpSource(src.host, src.port), reader)
+        return DecodedStream(UdpSource(src.host, src.port, src.allow_from), reader)
     if isinstance(src, Esp32SerialSource):
         return DecodedStream(
             SerialSource(src.device, src.baudrate), make_reader("esp32", router.id)

@@ -8,10 +8,11 @@ one event loop (a router actor, or the ``csi record`` command) can host many.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -35,13 +36,33 @@ class SourceChunk:
 
 
 class _DatagramQueue(asyncio.DatagramProtocol):
-    """Receives datagrams into a bounded queue, dropping (and counting) on overflow."""
+    """Receives datagrams into a bounded queue, dropping (and counting) on overflow and
+    those from senders outside ``allow_from`` (spoofed)."""
 
-    def __init__(self, queue: asyncio.Queue[SourceChunk]) -> None:
+    def __init__(
+        self, queue: asyncio.Queue[SourceChunk], allow_from: Sequence[str] | None = None
+    ) -> None:
         self.queue = queue
         self.dropped = 0
+        self.spoofed = 0
+        self.networks = (None if allow_from is None else
+                         [ipaddress.ip_network(n, strict=False) for n in allow_from])
+
+    def _allowed(self, host: object) -> bool:
+        if self.networks is None:
+            return True
+        try:
+            address = ipaddress.ip_address(str(host))
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket reports ::ffff:a.b.c.d
+        return any(address.version == n.version and address in n for n in self.networks)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if not self._allowed(addr[0]):
+            self.spoofed += 1
+            return
         chunk = SourceChunk(data, time.time(), datagram=True)
         try:
             self.queue.put_nowait(chunk)
@@ -52,17 +73,24 @@ class _DatagramQueue(asyncio.DatagramProtocol):
 class UdpSource:
     """Listens on a UDP port; each datagram is one chunk."""
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 5500) -> None:
+    def __init__(
+        self, host: str = "0.0.0.0", port: int = 5500, allow_from: Sequence[str] | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.queue: asyncio.Queue[SourceChunk] = asyncio.Queue(UDP_QUEUE_DATAGRAMS)
-        self._protocol = _DatagramQueue(self.queue)
+        self._protocol = _DatagramQueue(self.queue, allow_from)
         self._transport: asyncio.DatagramTransport | None = None
 
     @property
     def dropped(self) -> int:
         """Datagrams dropped because the consumer fell behind."""
         return self._protocol.dropped
+
+    @property
+    def spoofed(self) -> int:
+        """Datagrams dropped because their sender is not in ``allow_from``."""
+        return self._protocol.spoofed
 
     async def open(self) -> None:
         """Bind the socket."""

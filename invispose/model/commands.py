@@ -122,16 +122,30 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def training_data_config(path: Path) -> dict[str, object]:
+    """The ``data`` section a training checkpoint was trained with ({} if it has none)."""
+    import torch
+
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    data = ((raw.get("train") or {}).get("config") or {}).get("data") or {}
+    return dict(data)
+
+
 def run_export(args: argparse.Namespace) -> int:
     """`invispose export`."""
     calibrate = None
     if args.calibrate_presence > 0:
 
+        calibrated_rad = training_data_config(args.checkpoint).get("calibrated_rad")
+
         def calibrate(loaded: LoadedModel) -> dict[str, object]:
+            # validation windows as the model was trained on them (calibrated routers or not)
             space = loaded.model.cfg.space_inputs
-            val = simulator_generate()("val", 1, args.calibrate_presence, floor_maps=space)
+            val = simulator_generate()("val", 1, args.calibrate_presence, floor_maps=space,
+                                       calibrated_rad=calibrated_rad)
             return {"presence_threshold": calibrate_presence(loaded.model, val),
-                    "presence_calibration_windows": args.calibrate_presence}
+                    "presence_calibration_windows": args.calibrate_presence,
+                    "trained_calibrated_rad": calibrated_rad}
 
     try:
         path = export_checkpoint(args.checkpoint, args.out, calibrate)

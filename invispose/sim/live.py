@@ -24,6 +24,7 @@ class SimulatedStream:
     """
 
     bad_records = 0  # the simulator writes no bad records
+    spoofed = 0  # and has no senders
 
     def __init__(self, scene: Scene, router_id: str, step_s: float = STEP_S) -> None:
         self.scene = scene

@@ -221,3 +221,48 @@ def test_record_esp32_serial_from_a_pseudo_terminal(shared_data: Path, tmp_path:
         os.close(slave)
     assert stats["frames"] >= len(lines) - 1 and stats["bad_records"] == 0
     assert len(read_capture(out).frames) >= len(lines) - 1
+
+
+def test_udp_source_accepts_only_allowed_senders() -> None:
+    """Datagrams from outside ``allow_from`` are dropped and counted; allowed ones pass."""
+
+    async def run() -> tuple[list[bytes], int]:
+        source = UdpSource("127.0.0.1", 0, allow_from=["127.0.0.2/32", "10.0.0.0/8"])
+        await source.open()
+        got: list[bytes] = []
+        allowed, stranger = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in "ab")
+        allowed.bind(("127.0.0.2", 0))
+        stranger.bind(("127.0.0.1", 0))
+        try:
+            for i in range(3):
+                stranger.sendto(b"spoof %d" % i, ("127.0.0.1", source.port))
+                allowed.sendto(b"real %d" % i, ("127.0.0.1", source.port))
+            chunks = source.chunks()
+            for _ in range(3):  # the three allowed datagrams arrive; a deadline, no sleep
+                chunk = await asyncio.wait_for(anext(chunks), timeout=30)
+                got.append(chunk.data)
+        finally:
+            source.close()
+            allowed.close()
+            stranger.close()
+        return got, source.spoofed
+
+    got, spoofed = asyncio.run(run())
+    assert got == [b"real 0", b"real 1", b"real 2"]
+    assert spoofed == 3
+
+
+def test_allow_from_must_be_addresses_or_cidr_blocks() -> None:
+    from invispose.config import ConfigError, parse_config
+
+    tree = {
+        "spaces": [{"id": "lab", "size_m": [6, 5, 3]}],
+        "routers": [{
+            "id": "esp", "space": "lab", "kind": "esp32-udp",
+            "source": {"port": 5566, "allow_from": ["192.168.1.0/24", "the kitchen"]},
+            "tx_positions_m": [[0, 0, 1]], "rx_positions_m": [[5, 4, 1]],
+        }],
+    }
+    with pytest.raises(ConfigError) as err:
+        parse_config(tree, env={})
+    assert "'the kitchen' is not an address or CIDR block" in str(err.value.problems)
