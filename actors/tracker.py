@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import ray
@@ -21,12 +22,15 @@ import ray
 from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC
 from invispose.config import SiteConfig
+from invispose.errors import InvisPoseError, StoreWriteError
 from invispose.schemas import CsiWindow, Detection, Event, PoseFrame
 from invispose.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
 COALESCE_S = 0.02  # wait this long for the space's other routers before a step
+MAX_UNSENT_EVENTS = 10_000  # events kept while the store cannot write them
+MAX_PENDING_WRITES = 8  # history writes in flight at once
 SNAPSHOT_INTERVAL_S = 1.0
 
 
@@ -66,8 +70,11 @@ class TrackerHost:
         self._start_lock = asyncio.Lock()
         self.counters = {
             "steps": 0, "detections": 0, "windows": 0, "superseded": 0, "errors": 0,
-            "events": 0, "inference_errors": 0,
+            "events": 0, "inference_errors": 0, "event_store_errors": 0, "events_rejected": 0,
+            "events_dropped": 0, "history_dropped": 0, "history_errors": 0,
         }
+        self._unsent: deque[Event] = deque(maxlen=MAX_UNSENT_EVENTS)
+        self._writes: set[asyncio.Task[None]] = set()
         self.last_step_ms = 0.0
 
     async def start(self) -> bool:
@@ -189,15 +196,66 @@ class TrackerHost:
         frame.metadata["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
         frame.metadata["newest_packet_time"] = t_end_s
         frame.processing_time_ms = round((time.time() - t_end_s) * 1e3, 3)
-        events: list[Event] = []
-        if update.events:
-            # events are durable before anyone hears of them
-            events = await self.store.append_events.remote(update.events)
-            self.counters["events"] += len(events)
+        events = await self._store_events(update.events)
         await self.bus.publish_pose_and_events.remote(
             pose_message(self.space_id, frame, t_end_s), [event_message(e) for e in events]
         )
-        self.store.add_pose_frames.remote([(self.space_id, frame)])
+        self._write_history(frame)
+
+    async def _store_events(self, new: list[Event]) -> list[Event]:
+        """Store this step's events after any an earlier step could not; the stored ones.
+
+        Events are durable before anyone hears of them. When the write fails (the store
+        restarting, the database locked) they stay, in order, for the next step; only
+        events the store rejects as malformed are dropped (counted), and past
+        ``MAX_UNSENT_EVENTS`` the oldest go (counted).
+        """
+        overflow = len(self._unsent) + len(new) - MAX_UNSENT_EVENTS
+        if overflow > 0:
+            self.counters["events_dropped"] += overflow
+        self._unsent.extend(new)
+        if not self._unsent:
+            return []
+        batch = list(self._unsent)
+        try:
+            stored: list[Event] = await self.store.append_events.remote(batch)
+        except StoreWriteError as exc:  # locked, full: they are intact, try again
+            self.counters["event_store_errors"] += 1
+            logger.warning("tracker %s: storing %d events failed (%s); kept for the next step",
+                           self.space_id, len(batch), exc)
+            return []
+        except InvisPoseError as exc:  # the store refuses them: retrying cannot help
+            self.counters["events_rejected"] += len(batch)
+            self._unsent.clear()
+            logger.error("tracker %s: store rejected %d events: %s", self.space_id,
+                         len(batch), exc)
+            return []
+        except Exception as exc:
+            self.counters["event_store_errors"] += 1
+            logger.warning("tracker %s: storing %d events failed (%s); kept for the next step",
+                           self.space_id, len(batch), type(exc).__name__)
+            return []
+        self._unsent.clear()
+        self.counters["events"] += len(stored)
+        return stored
+
+    def _write_history(self, frame: PoseFrame) -> None:
+        """Hand the frame to the store's history without waiting for it; at most
+        ``MAX_PENDING_WRITES`` in flight (a frame beyond is not kept, counted), and every
+        failure is counted and logged."""
+        if len(self._writes) >= MAX_PENDING_WRITES:
+            self.counters["history_dropped"] += 1
+            return
+        task = asyncio.get_running_loop().create_task(self._add_frame(frame))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _add_frame(self, frame: PoseFrame) -> None:
+        try:
+            await self.store.add_pose_frames.remote([(self.space_id, frame)])
+        except Exception as exc:
+            self.counters["history_errors"] += 1
+            logger.warning("tracker %s: history write failed: %s", self.space_id, exc)
 
     async def _snapshots(self) -> None:
         while True:
@@ -214,6 +272,7 @@ class TrackerHost:
             "persons": self.tracker.person_ids,
             "zones": self.tracker.zone_occupancy(),
             "last_step_ms": round(self.last_step_ms, 3),
+            "events_unsent": len(self._unsent),
             **self.counters,
         }
 

@@ -56,6 +56,11 @@ class SourceError(InvisPoseError):
     """A live CSI source cannot be opened or read."""
 
 
+class StoreWriteError(InvisPoseError):
+    """The store could not write (database locked, disk full, closed): what was to be
+    written is intact and a later attempt may succeed, unlike a rejected record."""
+
+
 class SimulationError(InvisPoseError):
     """A simulator scene or parameter is invalid."""
 

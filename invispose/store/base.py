@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from invispose.errors import InvisPoseError
+from invispose.errors import InvisPoseError, StoreWriteError
 from invispose.store.schema import check_version, ensure_schema, read_version
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class StoreBase:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise InvisPoseError(f"store {self.path} is closed")
+            raise StoreWriteError(f"store {self.path} is closed")
         return self._conn
 
     def _query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
@@ -158,7 +158,7 @@ class StoreBase:
                 conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise InvisPoseError(f"store {self.path}: cannot begin a write: {exc}") from exc
+            raise StoreWriteError(f"store {self.path}: cannot begin a write: {exc}") from exc
         try:
             yield conn
             conn.execute("COMMIT")
@@ -169,7 +169,7 @@ class StoreBase:
                 except sqlite3.Error:
                     logger.exception("rollback failed on store %s", self.path)
             if isinstance(exc, sqlite3.Error | OverflowError | UnicodeError):
-                raise InvisPoseError(f"store {self.path}: write failed: {exc}") from exc
+                raise StoreWriteError(f"store {self.path}: write failed: {exc}") from exc
             raise
         finally:
             if durable:

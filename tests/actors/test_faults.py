@@ -218,3 +218,70 @@ def test_concurrent_starts_keep_one_store(
         assert ray.get(supervisor.routers_status.remote(), timeout=30) == []
     finally:
         stop_system(supervisor)
+
+
+def test_events_survive_a_failed_store_write(ray_cluster: int, tmp_path: Path) -> None:
+    """Another process holds the database's write lock (a backup, say) longer than the
+    store waits: the step's events stay with the tracker and are stored, in order, by
+    the next step that gets through."""
+    import sqlite3
+
+    import ray
+
+    from actors.bus import BusActor
+    from actors.common import actor_options
+    from actors.store import StoreActor
+    from actors.tracker import TrackerActor
+    from invispose.config import parse_config
+
+    site = parse_config(
+        {
+            "spaces": [{"id": "lab", "size_m": [6.0, 5.0, 3.0]}],
+            "routers": [{
+                "id": "r1", "space": "lab", "kind": "esp32-udp", "source": {},
+                "tx_positions_m": [[0, 0, 1]], "rx_positions_m": [[6, 5, 1]],
+            }],
+            "mqtt": {"enabled": False},
+        },
+        env={},
+    )
+    path = tmp_path / "e.db"
+    store = StoreActor.options(**actor_options("e.store")).remote(str(path))
+    bus = BusActor.options(**actor_options("e.bus")).remote()
+    tracker = TrackerActor.options(**actor_options("e.tracker")).remote(
+        site.model_dump(mode="json"), "lab", store, bus
+    )
+
+    def step(x: float) -> None:
+        ray.get(tracker.submit.remote(detection(
+            [skeleton("standing", x, 2.5)], time.time(), router_id="r1", space_id="lab"
+        )))
+        time.sleep(0.05)  # the pace of a router's hops
+
+    def stored(kind: str) -> list[Any]:
+        return [e for e in ray.get(store.query.remote("events_since", 0, 1000)) if e.type == kind]
+
+    try:
+        ray.get(tracker.start.remote())
+        ray.get(store.ping.remote())
+        locker = sqlite3.connect(path, isolation_level=None, timeout=60)
+        locker.execute("BEGIN EXCLUSIVE")  # nobody else may write until we end it
+        try:
+            for i in range(20):  # a person appears while the store cannot write
+                step(1.0 + 0.05 * i)
+            wait_for(lambda: ray.get(tracker.status.remote())["event_store_errors"], 120,
+                     "a failed event write")
+            assert ray.get(tracker.status.remote())["persons"]
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        for i in range(200):  # steps go on; the next write gets through
+            step(2.0 + 0.01 * i)
+            if stored("person.detected"):
+                break
+        detected = wait_for(lambda: stored("person.detected"), 120, "the kept event")
+        assert len(detected) == 1 and detected[0].space_id == "lab"
+        assert ray.get(tracker.status.remote())["events_unsent"] == 0
+    finally:
+        for actor in (tracker, store, bus):
+            ray.kill(actor, no_restart=True)
