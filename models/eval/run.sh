@@ -18,3 +18,12 @@ done
 ev --split cross-layout --windows 300 --routers 2 --hardware esp32 > $out/cross-layout-esp32-2.json &
 wait
 ev --split cross-layout --windows 1200 --persons 1 > $out/cross-layout-1person.json
+# routers whose chain phases were measured (`invispose calibrate`; 0.15 rad of error)
+for r in 1 2 3; do
+  ev --split cross-layout --windows 300 --routers $r --hardware intel5300 --calibrated 0.15 \
+    > $out/cross-layout-intel-$r-calibrated.json &
+  [ "$r" = 2 ] && wait
+done
+ev --split cross-layout --windows 300 --persons 1 --routers 2 --hardware intel5300 \
+  --calibrated 0.15 > $out/cross-layout-intel-2-1person-calibrated.json
+wait

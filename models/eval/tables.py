@@ -64,3 +64,8 @@ if __name__ == "__main__":
                       + ["cross-layout-esp32-2", "cross-layout-1person"]))
     print()
     print(groups_table("cross-layout-intel-2", "by_motion"))
+    print()
+    print(split_table([f"cross-layout-intel-{r}-calibrated" for r in (1, 2, 3)]
+                      + ["cross-layout-intel-2-1person-calibrated"]))
+    print()
+    print(groups_table("cross-layout-intel-2-1person-calibrated", "by_motion"))
