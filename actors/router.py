@@ -56,6 +56,7 @@ class RouterHost:
         self._source: FrameSource | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight = 0
+        self._sending: set[asyncio.Task[None]] = set()
         self._pending: CsiWindow | None = None
         self._last_window_arrival_s = -math.inf
         self.started_s = time.time()
@@ -63,8 +64,8 @@ class RouterHost:
             "packets": 0,
             "windows": 0,
             "windows_dropped": 0,
-            "detections": 0,
-            "inference_errors": 0,
+            "windows_sent": 0,  # handed to the space's tracker
+            "send_errors": 0,
             "source_errors": 0,
         }
         self._packet_times: deque[tuple[float, int]] = deque(maxlen=1024)
@@ -162,16 +163,18 @@ class RouterHost:
 
     def _launch(self, window: CsiWindow) -> None:
         self._in_flight += 1
-        asyncio.get_running_loop().create_task(self._infer(window))
+        task = asyncio.get_running_loop().create_task(self._infer(window))
+        self._sending.add(task)  # a task nobody references may be collected mid-flight
+        task.add_done_callback(self._sending.discard)
 
     async def _infer(self, window: CsiWindow) -> None:
         """Hand the window to the space's tracker, which batches the hop for inference."""
         try:
             await self.tracker.submit_window.remote(window)
             self._latency_ms.append((time.time() - window.t_end_s) * 1e3)
-            self.counters["detections"] += 1
+            self.counters["windows_sent"] += 1
         except Exception as exc:
-            self.counters["inference_errors"] += 1
+            self.counters["send_errors"] += 1
             self.last_error = str(exc)
             logger.warning("router %s: handing the window to the tracker failed: %s",
                            self.router.id, exc)

@@ -104,7 +104,7 @@ async def _wait_for_routers(port: int, routers: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = await _get(port, "/api/v1/system/routers")
-        if sum(1 for r in status if r.get("detections", 0) > 0) >= routers:
+        if sum(1 for r in status if r.get("windows_sent", 0) > 0) >= routers:
             return
         await asyncio.sleep(1.0)
     raise RuntimeError(f"not all {routers} routers produced detections within {timeout_s:.0f} s")
@@ -126,8 +126,8 @@ async def _phase(port: int, routers: int, clients: int, duration_s: float) -> di
     routers_after = await _get(port, "/api/v1/system/routers")
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
-    windows = sum(r.get("detections", 0) for r in routers_after) - sum(
-        r.get("detections", 0) for r in routers_before
+    windows = sum(r.get("windows_sent", 0) for r in routers_after) - sum(
+        r.get("windows_sent", 0) for r in routers_before
     )
     dropped = {k: after["drops"][k] - before["drops"].get(k, 0) for k in after["drops"]}
     values = np.array(received) if received else np.zeros(1)

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
 RESUBSCRIBE_MAX_S = 5.0
+BUS_AHEAD = 8  # bus batches in flight to this replica, unread, at most
 
 
 class ComponentUnavailable(Exception):
@@ -91,7 +92,11 @@ class GatewayState:
         while True:
             gen = None
             try:
-                gen = self.bus.subscribe.remote([POSE_TOPIC, EVENT_TOPIC])
+                # backpressure: the bus pauses at BUS_AHEAD unread batches instead of
+                # filling the object store; its own bounded queues then drop (counted)
+                gen = self.bus.subscribe.options(
+                    _generator_backpressure_num_objects=BUS_AHEAD
+                ).remote([POSE_TOPIC, EVENT_TOPIC])
                 async for ref in gen:
                     batch = await ref
                     backoff_s = 0.1
