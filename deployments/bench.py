@@ -27,6 +27,7 @@ import ray
 from actors.common import NAMESPACE
 from deployments.app import start_system, stop_system
 from invispose.config import SiteConfig, parse_config, resolve_paths
+from invispose.errors import InvisPoseError
 
 SATURATION_HOP_S = 0.005
 ROUTER_START_TIMEOUT_S = 120.0  # every router actor up and producing detections
@@ -68,7 +69,8 @@ def bench_site(routers: int, port: int, checkpoint: Path, store: Path, hop_s: fl
         ],
         "mqtt": {"enabled": False},
         "store": {"path": str(store)},
-        "serve": {"host": "127.0.0.1", "port": port},
+        # every bench client connects from 127.0.0.1
+        "serve": {"host": "127.0.0.1", "port": port, "websocket": {"max_per_peer": 100_000}},
         "model": {"checkpoint": str(checkpoint), "hop_s": hop_s},
     }
     return resolve_paths(parse_config(tree, env={}))
@@ -104,7 +106,9 @@ async def _wait_for_routers(port: int, routers: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = await _get(port, "/api/v1/system/routers")
-        if sum(1 for r in status if r.get("windows_sent", 0) > 0) >= routers:
+        if not isinstance(status, list):  # 503 while a component (re)starts
+            _progress(f"waiting for the routers: {status}")
+        elif sum(1 for r in status if r.get("windows_sent", 0) > 0) >= routers:
             return
         await asyncio.sleep(1.0)
     raise RuntimeError(f"not all {routers} routers produced detections within {timeout_s:.0f} s")
@@ -156,15 +160,20 @@ def _progress(message: str) -> None:
 
 
 def run_pipeline_bench(
-    routers: int, clients: int, duration_s: float, checkpoint: Path | None
+    routers: int | list[int], clients: int | list[int], duration_s: float,
+    checkpoint: Path | None,
 ) -> dict[str, Any]:
-    """Both phases and the bare model; returns the JSON report."""
+    """Every (routers, clients) case on one local Ray, each with both phases and the bare
+    model at the batch it formed. One case: its report; several: ``{"cases": [...]}``."""
     from ray import serve
 
-    from invispose.model.bench import bench_model
     from invispose.model.checkpoint import save_checkpoint
     from invispose.model.network import PoseNet
 
+    router_counts = [routers] if isinstance(routers, int) else list(routers)
+    client_counts = [clients] if isinstance(clients, int) else list(clients)
+    if not router_counts or min(router_counts) < 1 or not client_counts or min(client_counts) < 0:
+        raise InvisPoseError("bench pipeline needs 1 or more routers and 0 or more clients")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     workdir = Path(tempfile.mkdtemp(prefix="ipbench", dir="/tmp"))
     weights = "shipped"
@@ -180,24 +189,52 @@ def run_pipeline_bench(
         log_to_driver=False,
         _temp_dir=str(workdir / "ray"),
     )
-    phases: dict[str, dict[str, Any]] = {}
+    measured: list[tuple[int, int, dict[str, dict[str, Any]]]] = []
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        for name, hop_s in (("nominal", 0.05), ("saturated", SATURATION_HOP_S)):
-            _progress(f"{name}: {routers} routers, {clients} clients, {duration_s:.0f} s")
-            site = bench_site(routers, port, checkpoint, workdir / f"{name}.db", hop_s)
-            supervisor = start_system(site)
-            try:
-                phases[name] = asyncio.run(_phase(port, routers, clients, duration_s))
-            finally:
-                stop_system(supervisor)
+        for n_routers in router_counts:
+            for n_clients in client_counts:
+                phases: dict[str, dict[str, Any]] = {}
+                for name, hop_s in (("nominal", 0.05), ("saturated", SATURATION_HOP_S)):
+                    _progress(f"{name}: {n_routers} routers, {n_clients} clients, "
+                              f"{duration_s:.0f} s")
+                    store = workdir / f"{n_routers}-{n_clients}-{name}.db"
+                    site = bench_site(n_routers, port, checkpoint, store, hop_s)
+                    supervisor = start_system(site)
+                    try:
+                        phases[name] = asyncio.run(
+                            _phase(port, n_routers, n_clients, duration_s)
+                        )
+                    finally:
+                        stop_system(supervisor)
+                measured.append((n_routers, n_clients, phases))
         serve.shutdown()
     finally:
         ray.shutdown()
-    batch = max(1, int(round(phases["saturated"]["mean_batch"] or 1)))
-    _progress(f"bare model at batch {batch}")
+    bare_rates: dict[int, float] = {}
+    cases = []
+    for n_routers, n_clients, phases in measured:
+        batch = max(1, int(round(phases["saturated"]["mean_batch"] or 1)))
+        if batch not in bare_rates:
+            _progress(f"bare model at batch {batch}")
+            bare_rates[batch] = _bare_rate(batch, duration_s)
+        cases.append(_report(n_routers, n_clients, duration_s, weights, phases, batch,
+                             bare_rates[batch]))
+    return cases[0] if len(cases) == 1 else {"cases": cases}
+
+
+def _bare_rate(batch: int, duration_s: float) -> float:
+    """The bare model's windows/s at ``batch`` on one CPU thread, this machine, now."""
+    from invispose.model.bench import bench_model
+
     bare = bench_model((batch,), seconds=max(3.0, duration_s / 4), num_threads=1, cuda=False)
-    bare_rate = float(bare["cpu"][f"batch_{batch}"]["windows_per_s"])
+    return float(bare["cpu"][f"batch_{batch}"]["windows_per_s"])
+
+
+def _report(
+    routers: int, clients: int, duration_s: float, weights: str,
+    phases: dict[str, dict[str, Any]], batch: int, bare_rate: float,
+) -> dict[str, Any]:
     nominal, saturated = phases["nominal"], phases["saturated"]
     latency = nominal["send_latency_ms"]
     return {

@@ -36,6 +36,17 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    """``8`` or ``1,2,4,8`` as a list of non-negative integers."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise InvisPoseError(f"{option} takes a number or a comma-separated list, got {text!r}")
+    return values
+
+
 def _bench(args: argparse.Namespace) -> int:
     result: object
     if args.target == "csi":
@@ -61,7 +72,10 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.target == "pipeline":
         from deployments.bench import run_pipeline_bench  # Ray only for this benchmark
 
-        result = run_pipeline_bench(args.routers, args.clients, args.duration, args.checkpoint)
+        result = run_pipeline_bench(
+            _int_list(args.routers, "--routers"), _int_list(args.clients, "--clients"),
+            args.duration, args.checkpoint,
+        )
     else:
         raise InvisPoseError(f"bench {args.target}: not implemented yet")
     print_json(result, indent=None if args.json else 2)
@@ -133,8 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--space", action="store_true",
         help="the space-input model on space windows (Intel 3x3 + ESP32), maps timed apart",
     )
-    bench.add_argument("--routers", type=int, default=8, help="simulated routers (pipeline)")
-    bench.add_argument("--clients", type=int, default=100, help="WebSocket clients (pipeline)")
+    bench.add_argument(
+        "--routers", default="8", help="simulated routers (pipeline), e.g. 8 or 1,2,4,8,16"
+    )
+    bench.add_argument(
+        "--clients", default="100", help="WebSocket clients (pipeline), e.g. 100 or 0,100,1000"
+    )
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     bench.add_argument(
         "--checkpoint", type=Path, default=Path("models/invispose-space.pt"), help="weights"
