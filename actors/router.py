@@ -19,8 +19,7 @@ import ray
 
 from invispose.config import SiteConfig
 from invispose.csi.motion import MotionDetector
-from invispose.csi.window import Windower
-from invispose.ingest import FrameSource, build_source
+from invispose.ingest import FrameSource, build_source, router_windower
 from invispose.schemas import CsiWindow
 
 logger = logging.getLogger(__name__)
@@ -39,18 +38,7 @@ class RouterHost:
         self.space = self.site.space(self.router.space)
         model = self.site.model
         self.hop_s = model.hop_s
-        self.windower = Windower(
-            router_id=router_id,
-            space_id=self.space.id,
-            tx_pos_m=self.router.tx_positions_m,
-            rx_pos_m=self.router.rx_positions_m,
-            room_size_m=self.space.size_m,
-            rate_hz=model.rate_hz,
-            window_samples=model.window_samples,
-            n_subcarriers=model.n_subcarriers,
-            capacity=max(4 * model.window_samples, 2048),
-            chain_phase_rad=self.router.chain_phase_rad,
-        )
+        self.windower = router_windower(self.site, self.router)
         self.motion = MotionDetector(rate_hz=1.0 / self.hop_s)
         self.tracker = tracker
         self._source: FrameSource | None = None

@@ -4,7 +4,8 @@ Two phases on one local Ray: at the nominal rate (a window every 50 ms per route
 measures end-to-end latency — from the arrival of a window's newest packet to the
 WebSocket send — with M clients subscribed; then, with windows cut as fast as the
 routers can, it measures sustained windows/s. Efficiency is that throughput divided by
-the bare model's windows/s at the batch size the pipeline actually formed, measured in
+the bare estimator's windows/s (floor maps and model on windows of the same routers,
+no Ray) at the batch the pipeline actually formed, measured in
 the same run on the same machine.
 """
 
@@ -211,24 +212,51 @@ def run_pipeline_bench(
         serve.shutdown()
     finally:
         ray.shutdown()
-    bare_rates: dict[int, float] = {}
+    bare_rates: dict[tuple[int, int], float] = {}
     cases = []
     for n_routers, n_clients, phases in measured:
-        batch = max(1, int(round(phases["saturated"]["mean_batch"] or 1)))
-        if batch not in bare_rates:
-            _progress(f"bare model at batch {batch}")
-            bare_rates[batch] = _bare_rate(batch, duration_s)
+        batch = max(1, int(round(phases["saturated"]["mean_batch"] or 1)))  # windows
+        hops = max(1, round(batch / n_routers))  # a request is one hop of all routers
+        if (n_routers, hops) not in bare_rates:
+            _progress(f"bare estimator: {n_routers} routers, {hops} hops per call")
+            bare_rates[n_routers, hops] = _bare_rate(
+                n_routers, hops, checkpoint, max(3.0, duration_s / 4)
+            )
         cases.append(_report(n_routers, n_clients, duration_s, weights, phases, batch,
-                             bare_rates[batch]))
+                             round(bare_rates[n_routers, hops], 1)))
     return cases[0] if len(cases) == 1 else {"cases": cases}
 
 
-def _bare_rate(batch: int, duration_s: float) -> float:
-    """The bare model's windows/s at ``batch`` on one CPU thread, this machine, now."""
-    from invispose.model.bench import bench_model
+def _bare_rate(routers: int, hops_per_batch: int, checkpoint: Path, seconds: float) -> float:
+    """Router windows/s of the estimator's own prediction (floor maps and model, one torch
+    thread, no Ray) on hops of the bench site's routers, ``hops_per_batch`` per call: the
+    pipeline with everything but the model taken away."""
+    import torch
 
-    bare = bench_model((batch,), seconds=max(3.0, duration_s / 4), num_threads=1, cuda=False)
-    return float(bare["cpu"][f"batch_{batch}"]["windows_per_s"])
+    from invispose.ingest import router_windower
+    from invispose.model.checkpoint import load_model
+    from invispose.sim.live import SimulatedStream
+
+    site = bench_site(routers, 8000, checkpoint, Path("unused.db"), 0.05)  # never served
+    space = site.spaces[0]
+    hop = []
+    for router in site.routers:
+        windower = router_windower(site, router)
+        scene = SimulatedStream.from_config(router, space).scene
+        for frame in scene.frames(router.id, 0.0, 1.0):
+            windower.push(frame)
+        window = windower.make_window()
+        assert window is not None
+        hop.append(window)
+    torch.set_num_threads(1)
+    model = load_model(checkpoint, torch.device("cpu")).model
+    hops = [hop] * hops_per_batch
+    model.predict_hops(hops, batch_size=hops_per_batch)  # warm-up
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds or calls < 3:
+        model.predict_hops(hops, batch_size=hops_per_batch)
+        calls += 1
+    return calls * hops_per_batch * routers / (time.perf_counter() - started)
 
 
 def _report(

@@ -12,12 +12,14 @@ from invispose.config import (
     NexmonUdpSource,
     RouterConfig,
     SimulatedSource,
+    SiteConfig,
     SpaceConfig,
 )
 from invispose.csi.base import CsiReader
 from invispose.csi.formats import make_reader
 from invispose.csi.replay import FileReplay, FrameReplay
 from invispose.csi.sources import SerialSource, UdpSource
+from invispose.csi.window import Windower
 from invispose.errors import SourceError
 from invispose.schemas import CsiFrame
 
@@ -133,3 +135,21 @@ def build_source(router: RouterConfig, space: SpaceConfig) -> FrameSource:
         stream: FrameSource = simulated
         return stream
     raise SourceError(f"router {router.id}: unsupported source kind {router.kind!r}")
+
+
+def router_windower(site: SiteConfig, router: RouterConfig) -> Windower:
+    """The Windower a router's configuration and the model's window shape describe."""
+    space = site.space(router.space)
+    model = site.model
+    return Windower(
+        router_id=router.id,
+        space_id=space.id,
+        tx_pos_m=router.tx_positions_m,
+        rx_pos_m=router.rx_positions_m,
+        room_size_m=space.size_m,
+        rate_hz=model.rate_hz,
+        window_samples=model.window_samples,
+        n_subcarriers=model.n_subcarriers,
+        capacity=max(4 * model.window_samples, 2048),
+        chain_phase_rad=router.chain_phase_rad,
+    )
