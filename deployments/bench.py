@@ -55,15 +55,14 @@ def bench_site(routers: int, port: int, checkpoint: Path, store: Path, hop_s: fl
                 "kind": "simulated",
                 # simulated once and looped: the load generator stays out of the measurement
                 "source": {"hardware": "intel5300", "people": 2, "seed": 1, "loop_s": 20.0},
+                # eight places along the long walls, a second row 0.3 m in past eight
                 "tx_positions_m": [
-                    [0.3 + 0.9 * i, 0.2, 1.5],
-                    [0.33 + 0.9 * i, 0.2, 1.5],
-                    [0.36 + 0.9 * i, 0.2, 1.5],
+                    [0.3 + 0.9 * (i % 8) + 0.03 * k, 0.2 + 0.3 * (i // 8), 1.5]
+                    for k in range(3)
                 ],
                 "rx_positions_m": [
-                    [7.7 - 0.9 * i, 5.8, 1.2],
-                    [7.67 - 0.9 * i, 5.8, 1.2],
-                    [7.64 - 0.9 * i, 5.8, 1.2],
+                    [7.7 - 0.9 * (i % 8) - 0.03 * k, 5.8 - 0.3 * (i // 8), 1.2]
+                    for k in range(3)
                 ],
             }
             for i in range(routers)
@@ -191,23 +190,30 @@ def run_pipeline_bench(
         _temp_dir=str(workdir / "ray"),
     )
     measured: list[tuple[int, int, dict[str, dict[str, Any]]]] = []
+    failed: list[dict[str, Any]] = []
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         for n_routers in router_counts:
             for n_clients in client_counts:
                 phases: dict[str, dict[str, Any]] = {}
-                for name, hop_s in (("nominal", 0.05), ("saturated", SATURATION_HOP_S)):
-                    _progress(f"{name}: {n_routers} routers, {n_clients} clients, "
-                              f"{duration_s:.0f} s")
-                    store = workdir / f"{n_routers}-{n_clients}-{name}.db"
-                    site = bench_site(n_routers, port, checkpoint, store, hop_s)
-                    supervisor = start_system(site)
-                    try:
-                        phases[name] = asyncio.run(
-                            _phase(port, n_routers, n_clients, duration_s)
-                        )
-                    finally:
-                        stop_system(supervisor)
+                try:  # one case failing must not cost the others their measurements
+                    for name, hop_s in (("nominal", 0.05), ("saturated", SATURATION_HOP_S)):
+                        _progress(f"{name}: {n_routers} routers, {n_clients} clients, "
+                                  f"{duration_s:.0f} s")
+                        store = workdir / f"{n_routers}-{n_clients}-{name}.db"
+                        site = bench_site(n_routers, port, checkpoint, store, hop_s)
+                        supervisor = start_system(site)
+                        try:
+                            phases[name] = asyncio.run(
+                                _phase(port, n_routers, n_clients, duration_s)
+                            )
+                        finally:
+                            stop_system(supervisor)
+                except Exception as exc:
+                    _progress(f"case {n_routers} routers, {n_clients} clients failed: {exc}")
+                    failed.append({"routers": n_routers, "clients": n_clients,
+                                   "error": f"{type(exc).__name__}: {exc}"[:500]})
+                    continue
                 measured.append((n_routers, n_clients, phases))
         serve.shutdown()
     finally:
@@ -224,7 +230,9 @@ def run_pipeline_bench(
             )
         cases.append(_report(n_routers, n_clients, duration_s, weights, phases, batch,
                              round(bare_rates[n_routers, hops], 1)))
-    return cases[0] if len(cases) == 1 else {"cases": cases}
+    if len(cases) == 1 and not failed:
+        return cases[0]
+    return {"cases": cases + failed}
 
 
 def _bare_rate(routers: int, hops_per_batch: int, checkpoint: Path, seconds: float) -> float:

@@ -59,6 +59,10 @@ def plot(cases: list[dict], out: Path) -> None:
 if __name__ == "__main__":
     path = Path(sys.argv[1])
     doc = json.loads(path.read_text())
-    cases = doc["cases"] if "cases" in doc else [doc]
+    rows = doc["cases"] if "cases" in doc else [doc]
+    cases = [c for c in rows if "error" not in c]
     print(table(cases))
+    for c in rows:
+        if "error" in c:
+            print(f"\n{c['routers']} routers, {c['clients']} clients: {c['error']}")
     plot(cases, path.with_suffix(".png"))
