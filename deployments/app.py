@@ -19,6 +19,7 @@ from actors.supervisor import SupervisorActor
 from deployments.gateway import Gateway
 from deployments.inference import PoseEstimator
 from invispose.config import SiteConfig
+from invispose.service import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +106,6 @@ def stop_system(supervisor: Any, timeout_s: float = 10.0) -> bool:
             continue
     serve.delete(SERVE_APP, _blocking=True)
     return True
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    """SIGINT and SIGTERM set ``stop`` (installed first thing, and again after ray.init)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
 
 
 def run_forever(

@@ -93,7 +93,7 @@ def _up(args: argparse.Namespace) -> int:
             f"no model weights at {site.model.checkpoint}; train them with `invispose train` "
             "or set model.checkpoint in the config"
         )
-    from invispose.service import is_worker, run_in_own_session
+    from invispose.service import is_worker, run_in_own_session, stop_on_signals
 
     if not is_worker():  # a signal to our process group must not reach Ray's processes
         argv = ["--verbose"] if args.verbose else []
@@ -101,12 +101,10 @@ def _up(args: argparse.Namespace) -> int:
         argv += ["--port", str(args.port)] if args.port is not None else []
         argv += ["--address", args.address] if args.address else []
         return run_in_own_session([sys.executable, "-m", "invispose.cli", *argv])
-    import signal
     import threading
 
     stop = threading.Event()  # a signal before Ray is even imported is kept, not fatal
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     from deployments.app import run_forever  # Ray is imported only for this command
 
     run_forever(site, args.address, stop)

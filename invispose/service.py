@@ -22,12 +22,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
 WORKER_ENV = "INVISPOSE_SERVICE_WORKER"  # set in the command's environment
 PR_SET_PDEATHSIG = 1
 REPEAT_S = 2.0  # a second signal this much after the first kills at once
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM set ``stop`` (the runtime installs it first thing, before Ray is
+    imported, and again after ``ray.init``, which installs handlers of its own)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
 
 
 def is_worker() -> bool:

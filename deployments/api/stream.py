@@ -51,7 +51,7 @@ ALERT_PREFIXES = ("alert.", "system.", "router.")
 CLIENT_QUEUE = WebSocketConfig().queue_frames  # default pose frames waiting per client
 STRING_FILTERS = ("zone_id", "person_id", "space_id")
 FILTER_KEYS = {*STRING_FILTERS, "min_confidence"}
-CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1009, 1011, 1013
+CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1011, 1013
 
 
 def now_iso() -> str:
@@ -422,10 +422,6 @@ class ClientRegistry:
             "replies_dropped": client.replies_dropped,
             "messages_refused": client.refused,
         }
-
-    def dropped(self) -> int:
-        """Pose frames dropped for slow clients, all clients together (connected now)."""
-        return sum(c.dropped for c in self.clients.values())
 
     def stats(self) -> dict[str, int]:
         """Counters of this replica's clients, those gone included."""
