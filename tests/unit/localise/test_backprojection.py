@@ -129,3 +129,27 @@ def test_heatmap_is_finite_for_a_single_link(rng: np.random.Generator) -> None:
     power = heatmap(view, grid.cells_m, Calibration(np.zeros(1, np.float32), 0.0))
     assert power.shape == (len(grid.cells_m),) and np.all(np.isfinite(power))
     assert np.all(power >= 0)
+
+
+def test_temporal_components_match_the_svd_of_the_window(rng: np.random.Generator) -> None:
+    """The Gram-matrix components carry the SVD's powers and project every steering
+    vector with the SVD's power (each component's phase is free)."""
+    from invispose.localise.backprojection import temporal_components
+
+    n_l, n_t, n_s = 9, 48, 32
+    # a rank-2 mover plus noise
+    base = rng.standard_normal((2, n_l * n_s)) + 1j * rng.standard_normal((2, n_l * n_s))
+    weights = rng.standard_normal((n_t, 2)) + 1j * rng.standard_normal((n_t, 2))
+    m = weights @ base + 0.05 * (rng.standard_normal((n_t, n_l * n_s))
+                                 + 1j * rng.standard_normal((n_t, n_l * n_s)))
+    dynamic = np.swapaxes(m.reshape(n_t, n_l, n_s), 0, 1).astype(np.complex64)  # (L, T, S)
+    rows = temporal_components(dynamic, k=4)  # (4, L, S)
+    _, sv, vh = np.linalg.svd(m, full_matrices=False)
+    expected = sv[:4, None] * vh[:4]  # (4, L·S)
+    np.testing.assert_allclose(
+        np.sum(np.abs(rows.reshape(4, -1)) ** 2, axis=1), sv[:4] ** 2, rtol=1e-4
+    )
+    probe = rng.standard_normal(n_l * n_s) + 1j * rng.standard_normal(n_l * n_s)
+    np.testing.assert_allclose(
+        np.abs(rows.reshape(4, -1) @ probe) ** 2, np.abs(expected @ probe) ** 2, rtol=1e-3
+    )
