@@ -13,14 +13,14 @@ ESTIMATOR_DEPLOYMENT = "PoseEstimator"
 GATEWAY_DEPLOYMENT = "Gateway"
 
 
-def tracker_name(space_id: str) -> str:
-    """Actor name of a space's tracker."""
-    return f"invispose.tracker.{space_id}"
+def space_name(space_id: str) -> str:
+    """Actor name of a space's host (its tracker and first routers)."""
+    return f"invispose.space.{space_id}"
 
 
-def router_name(router_id: str) -> str:
-    """Actor name of a router."""
-    return f"invispose.router.{router_id}"
+def router_group_name(space_id: str, index: int) -> str:
+    """Actor name of a space's ``index``-th router group (routers beyond the space's own)."""
+    return f"invispose.routers.{space_id}.{index}"
 
 
 def actor_options(name: str, *, max_concurrency: int = 1000) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""RouterActor: one per router. Source → reader → windows → its space's tracker.
+"""Routers: one ``RouterUnit`` per router, several per process (``runtime.routers_per_process``).
 
-The tracker gathers the hop's windows of all the space's routers and runs inference on
-them together (``actors/tracker.py``).
+A unit is one router's own pipeline — source, reader, ring buffer, motion score, counters
+and its own retry with backoff — and nothing else: its space's host (``actors/space.py``)
+cuts every unit's window of a hop at once and sends them to inference as one request.
+Routers beyond a space process's share run in a ``RouterGroupActor`` that cuts its units'
+windows on the same wall-clock hops and hands each hop to the space in one call.
 """
 
 from __future__ import annotations
@@ -24,36 +27,33 @@ from invispose.schemas import CsiWindow
 
 logger = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 2  # windows awaiting inference at once; older pending windows are dropped
 SOURCE_RETRY_MAX_S = 30.0
 STALE_AFTER_S = 2.0  # no packet for this long: the router reports itself disconnected
 
 
-class RouterHost:
-    """Hosts one router's pipeline; counters are read by the supervisor and the API."""
+async def sleep_to_next_hop(hop_s: float) -> None:
+    """Until the next wall-clock multiple of ``hop_s``: every process of a space (and every
+    space) cuts its windows at the same moments, so a hop's windows arrive together."""
+    await asyncio.sleep(hop_s - (time.time() % hop_s))
 
-    def __init__(self, site: dict[str, Any], router_id: str, tracker: Any) -> None:
-        self.site = SiteConfig.model_validate(site)
-        self.router = next(r for r in self.site.routers if r.id == router_id)
-        self.space = self.site.space(self.router.space)
-        model = self.site.model
-        self.hop_s = model.hop_s
-        self.windower = router_windower(self.site, self.router)
-        self.motion = MotionDetector(rate_hz=1.0 / self.hop_s)
-        self.tracker = tracker
+
+class RouterUnit:
+    """One router: its source task feeds its Windower; ``cut`` makes this hop's window."""
+
+    def __init__(self, site: SiteConfig, router_id: str) -> None:
+        self.router = next(r for r in site.routers if r.id == router_id)
+        self.space = site.space(self.router.space)
+        self.windower = router_windower(site, self.router)
+        self.motion = MotionDetector(rate_hz=1.0 / site.model.hop_s)
         self._source: FrameSource | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._in_flight = 0
-        self._sending: set[asyncio.Task[None]] = set()
-        self._pending: CsiWindow | None = None
+        self._task: asyncio.Task[None] | None = None
         self._last_window_arrival_s = -math.inf
-        self.started_s = time.time()
         self.counters = {
             "packets": 0,
             "windows": 0,
-            "windows_dropped": 0,
-            "windows_sent": 0,  # handed to the space's tracker
-            "send_errors": 0,
+            "windows_dropped": 0,  # cut but replaced before inference took them
+            "windows_sent": 0,  # taken by inference (or by the space, from a group)
+            "send_errors": 0,  # in a hop whose inference failed
             "source_errors": 0,
         }
         self._packet_times: deque[tuple[float, int]] = deque(maxlen=1024)
@@ -63,27 +63,29 @@ class RouterHost:
         self._bad_records_closed = 0  # from sources that ended or failed
         self._spoofed_closed = 0
 
+    @property
+    def id(self) -> str:
+        """The router's id."""
+        return self.router.id
+
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> bool:
-        """Start ingest and windowing (idempotent; also runs after a restart)."""
-        if not self._tasks:
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._ingest()), loop.create_task(self._windows())]
-        return True
+    def start(self) -> None:
+        """Start the source (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._ingest(), name=f"router {self.id}"
+            )
 
     async def stop(self) -> None:
-        """Stop the source and loops."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+        """Stop the source and release it."""
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+                await self._task
+            self._task = None
         if self._source is not None:
             self._source.close()
-
-    # -- ingest ------------------------------------------------------------------------
 
     async def _ingest(self) -> None:
         backoff_s = 0.5
@@ -98,14 +100,14 @@ class RouterHost:
                     self.last_seen_s = now
                     self._packet_times.append((now, len(frames)))
                     backoff_s = 0.5
-                logger.info("router %s: source ended", self.router.id)
+                logger.info("router %s: source ended", self.id)
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a source failure never ends the router
                 self.counters["source_errors"] += 1
                 self.last_error = str(exc)
-                logger.exception("router %s: source failed; retrying", self.router.id)
+                logger.exception("router %s: source failed; retrying", self.id)
             finally:
                 if self._source is not None:
                     self._source.close()
@@ -116,65 +118,38 @@ class RouterHost:
             await asyncio.sleep(backoff_s * jitter)
             backoff_s = min(backoff_s * 2, SOURCE_RETRY_MAX_S)
 
-    # -- windows and inference ----------------------------------------------------------
+    # -- windows -----------------------------------------------------------------------
 
-    async def _windows(self) -> None:
-        # Windows are cut on wall-clock multiples of hop_s, so the routers of one space
-        # deliver their detections together and the tracker fuses them without waiting.
-        while True:
-            now = time.time()
-            await asyncio.sleep(self.hop_s - (now % self.hop_s))
-            try:
-                self._cut_window()
-            except Exception as exc:
-                self.last_error = str(exc)
-                logger.exception("router %s: windowing failed", self.router.id)
-
-    def _cut_window(self) -> None:
-        window = self.windower.make_window()
+    def cut(self) -> CsiWindow | None:
+        """This hop's window, or None when nothing arrived since the last one (or the cut
+        failed: counted in ``last_error``, the router goes on)."""
+        try:
+            window = self.windower.make_window()
+        except Exception as exc:
+            self.last_error = str(exc)
+            logger.exception("router %s: windowing failed", self.id)
+            return None
         if window is None or window.t_end_s <= self._last_window_arrival_s:
-            return  # nothing new arrived since the last window
+            return None
         self._last_window_arrival_s = window.t_end_s
         self.counters["windows"] += 1
-        self._update_motion(window)
-        if self._in_flight < MAX_IN_FLIGHT:
-            self._launch(window)
-            return
-        if self._pending is not None:
-            self.counters["windows_dropped"] += 1
-        self._pending = window
-
-    def _update_motion(self, window: CsiWindow) -> None:
         valid = np.flatnonzero(window.valid)
         if len(valid):
             self.motion.update(window.amplitude[:, valid[-1], :], window.t_end_s)
+        return window
 
-    def _launch(self, window: CsiWindow) -> None:
-        self._in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._infer(window))
-        self._sending.add(task)  # a task nobody references may be collected mid-flight
-        task.add_done_callback(self._sending.discard)
-
-    async def _infer(self, window: CsiWindow) -> None:
-        """Hand the window to the space's tracker, which batches the hop for inference."""
-        try:
-            await self.tracker.submit_window.remote(window)
-            self._latency_ms.append((time.time() - window.t_end_s) * 1e3)
+    def sent(self, window: CsiWindow, ok: bool, error: str | None = None) -> None:
+        """Inference took ``window`` (ok) or failed on its hop."""
+        if ok:
             self.counters["windows_sent"] += 1
-        except Exception as exc:
+            self._latency_ms.append((time.time() - window.t_end_s) * 1e3)
+        else:
             self.counters["send_errors"] += 1
-            self.last_error = str(exc)
-            logger.warning("router %s: handing the window to the tracker failed: %s",
-                           self.router.id, exc)
-        finally:
-            self._in_flight -= 1
-            if self._pending is not None and self._in_flight < MAX_IN_FLIGHT:
-                window, self._pending = self._pending, None
-                self._launch(window)
+            self.last_error = error
 
     # -- status ------------------------------------------------------------------------
 
-    async def status(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         """State, packet rate, drops, bad records, last seen and motion score."""
         now = time.time()
         packets_1s = sum(n for t, n in self._packet_times if now - t <= 1.0)
@@ -186,7 +161,7 @@ class RouterHost:
             state = "disconnected"
         latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
         return {
-            "id": self.router.id,
+            "id": self.id,
             "space_id": self.space.id,
             "kind": self.router.kind,
             "state": state,
@@ -204,9 +179,146 @@ class RouterHost:
             **self.counters,
         }
 
+
+class RouterUnits:
+    """The routers one process hosts: add, remove, start, cut a hop, report."""
+
+    def __init__(self, site: SiteConfig, router_ids: list[str]) -> None:
+        self.site = site
+        self.units: dict[str, RouterUnit] = {rid: RouterUnit(site, rid) for rid in router_ids}
+
+    def start(self) -> None:
+        """Start every unit's source (idempotent)."""
+        for unit in self.units.values():
+            unit.start()
+
+    async def stop(self) -> None:
+        """Stop every unit."""
+        await asyncio.gather(*(u.stop() for u in self.units.values()))
+
+    def add(self, site: SiteConfig, router_id: str) -> None:
+        """Host and start one more router (``site`` holds its config)."""
+        if router_id in self.units:
+            raise ValueError(f"router {router_id!r} already runs")
+        self.site = site
+        unit = self.units[router_id] = RouterUnit(site, router_id)
+        unit.start()
+
+    async def remove(self, router_id: str) -> bool:
+        """Stop and forget one router; False if it is not hosted here."""
+        unit = self.units.pop(router_id, None)
+        if unit is None:
+            return False
+        await unit.stop()
+        return True
+
+    def cut(self) -> list[CsiWindow]:
+        """This hop's windows of the units that have something new."""
+        return [w for w in (u.cut() for u in self.units.values()) if w is not None]
+
+    def sent(self, windows: list[CsiWindow], ok: bool, error: str | None = None) -> None:
+        """Tell each window's unit how its hop went (windows of other processes skipped)."""
+        for window in windows:
+            unit = self.units.get(window.router_id)
+            if unit is not None:
+                unit.sent(window, ok, error)
+
+    def dropped(self, windows: list[CsiWindow]) -> int:
+        """Count windows replaced before inference took them; how many were another's."""
+        foreign = 0
+        for window in windows:
+            unit = self.units.get(window.router_id)
+            if unit is None:
+                foreign += 1
+            else:
+                unit.counters["windows_dropped"] += 1
+        return foreign
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every hosted router's status."""
+        return [u.status() for u in self.units.values()]
+
+
+class RouterGroupHost:
+    """Routers of a space beyond its own process's share: each hop, their windows go to
+    the space in one call (at most ``runtime.max_hops_in_flight`` calls outstanding; a
+    newer hop replaces the one waiting, counted per router)."""
+
+    def __init__(self, site: dict[str, Any], router_ids: list[str], space: Any) -> None:
+        self.site = SiteConfig.model_validate(site)
+        self.units = RouterUnits(self.site, router_ids)
+        self.space = space
+        self.max_in_flight = self.site.runtime.max_hops_in_flight
+        self._loop_task: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._pending: list[CsiWindow] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> bool:
+        """Start the sources and the hop loop (idempotent; also runs after a restart)."""
+        self.units.start()
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._hops())
+        return True
+
+    async def stop(self) -> None:
+        """Stop the hop loop and every router."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.units.stop()
+
+    async def add_router(self, site: dict[str, Any], router_id: str) -> bool:
+        """Host one more router of this group's space."""
+        self.site = SiteConfig.model_validate(site)
+        self.units.add(self.site, router_id)
+        return True
+
+    async def remove_router(self, router_id: str) -> bool:
+        """Stop one router; False if it is not here."""
+        return await self.units.remove(router_id)
+
+    async def _hops(self) -> None:
+        while True:
+            await sleep_to_next_hop(self.site.model.hop_s)
+            windows = self.units.cut()
+            if not windows:
+                continue
+            if self._in_flight < self.max_in_flight:
+                self._launch(windows)
+                continue
+            if self._pending is not None:
+                self.units.dropped(self._pending)
+            self._pending = windows
+
+    def _launch(self, windows: list[CsiWindow]) -> None:
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._send(windows))
+        self._sending.add(task)  # a task nobody references may be collected mid-flight
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, windows: list[CsiWindow]) -> None:
+        try:
+            await self.space.submit_windows.remote(windows)
+            self.units.sent(windows, True)
+        except Exception as exc:
+            self.units.sent(windows, False, str(exc))
+            logger.warning("routers %s: handing the hop to the space failed: %s",
+                           ",".join(w.router_id for w in windows), exc)
+        finally:
+            self._in_flight -= 1
+            if self._pending is not None and self._in_flight < self.max_in_flight:
+                windows, self._pending = self._pending, None
+                self._launch(windows)
+
+    async def routers_status(self) -> list[dict[str, Any]]:
+        """Every hosted router's status."""
+        return self.units.status()
+
     async def ping(self) -> bool:
         """Liveness check."""
         return True
 
 
-RouterActor = ray.remote(RouterHost)
+RouterGroupActor = ray.remote(RouterGroupHost)

@@ -13,13 +13,13 @@ from typing import Any
 import ray
 
 from actors.bus import BusActor
-from actors.common import BUS_NAME, STORE_NAME, actor_options, router_name, tracker_name
-from actors.router import RouterActor
+from actors.common import BUS_NAME, STORE_NAME, actor_options, router_group_name, space_name
+from actors.router import RouterGroupActor
+from actors.space import SpaceActor
 from actors.store import StoreActor
-from actors.tracker import TrackerActor, event_message
 from invispose import __version__
 from invispose import events as ev
-from invispose.bus import EVENT_TOPIC
+from invispose.bus import EVENT_TOPIC, event_message
 from invispose.config import RouterConfig, SiteConfig
 from invispose.schemas import Event
 
@@ -48,9 +48,12 @@ class SupervisorHost:
         self.site = SiteConfig.model_validate(site)
         self.store: Any = None
         self.bus: Any = None
-        self.trackers: dict[str, Any] = {}
-        self.routers: dict[str, Any] = {}
-        self.router_configs: dict[str, RouterConfig] = {}
+        self.trackers: dict[str, Any] = {}  # space id -> SpaceActor (tracker + routers)
+        self.groups: dict[str, list[Any]] = {}  # space id -> its RouterGroupActors
+        # which host runs each router, and the routers each host should run
+        self.hosts: dict[str, Any] = {}  # router id -> SpaceActor or RouterGroupActor
+        self.assigned: dict[Any, set[str]] = {}  # host -> router ids
+        self.routers: dict[str, RouterConfig] = {}  # the running routers' configs
         self.router_states: dict[str, str] = {}
         # router events seen but not yet stored (the store may be restarting), oldest first
         self._unsent: deque[tuple[str, dict[str, Any], str]] = deque(maxlen=MAX_UNSENT_EVENTS)
@@ -62,6 +65,7 @@ class SupervisorHost:
         # start would replace the handles the first made, and the actors they own would die
         self._start_lock = asyncio.Lock()
         self._start_task: asyncio.Task[dict[str, Any]] | None = None
+        self._check_lock = asyncio.Lock()
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -79,14 +83,24 @@ class SupervisorHost:
         )
         self.bus = BusActor.options(**actor_options(BUS_NAME), get_if_exists=True).remote()
         await asyncio.gather(self.store.ping.remote(), self.bus.ping.remote())
+        per_process = self.site.runtime.routers_per_process
         for space in self.site.spaces:
-            self.trackers[space.id] = TrackerActor.options(
-                **actor_options(tracker_name(space.id)), get_if_exists=True
-            ).remote(self.site_dict, space.id, self.store, self.bus)
+            ids = [r.id for r in self.site.routers if r.space == space.id and r.enabled]
+            own, rest = ids[:per_process], ids[per_process:]
+            tracker = self.trackers[space.id] = SpaceActor.options(
+                **actor_options(space_name(space.id)), get_if_exists=True
+            ).remote(self.site_dict, space.id, self.store, self.bus, own)
+            self._assign(tracker, own)
+            self.groups[space.id] = []
+            for start in range(0, len(rest), per_process):
+                self._new_group(space.id, rest[start : start + per_process])
         await asyncio.gather(*(t.start.remote() for t in self.trackers.values()))
+        await asyncio.gather(*(g.start.remote() for gs in self.groups.values() for g in gs))
         for router in self.site.routers:
             if router.enabled:
-                await self._start_router(router)
+                self.routers[router.id] = router
+                self.router_states.setdefault(router.id, "waiting")
+                await self.store.put_router.remote(router.id, router.model_dump(mode="json"))
         await self.emit(
             ev.SYSTEM_STARTED,
             ev.system_started(
@@ -96,43 +110,46 @@ class SupervisorHost:
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
         self._started = True
 
-    async def _start_router(self, router: RouterConfig) -> None:
-        tracker = self.trackers[router.space]
-        handle = RouterActor.options(
-            **actor_options(router_name(router.id)), get_if_exists=True
-        ).remote(self.site_dict, router.id, tracker)
-        await handle.start.remote()
-        self.routers[router.id] = handle
-        self.router_configs[router.id] = router
-        self.router_states.setdefault(router.id, "waiting")
-        await self.store.put_router.remote(router.id, router.model_dump(mode="json"))
+    def _assign(self, host: Any, router_ids: list[str]) -> None:
+        self.assigned.setdefault(host, set()).update(router_ids)
+        for router_id in router_ids:
+            self.hosts[router_id] = host
+
+    def _new_group(self, space_id: str, router_ids: list[str]) -> Any:
+        index = len(self.groups[space_id])
+        group = RouterGroupActor.options(
+            **actor_options(router_group_name(space_id, index)), get_if_exists=True
+        ).remote(self.site_dict, router_ids, self.trackers[space_id])
+        self.groups[space_id].append(group)
+        self._assign(group, router_ids)
+        return group
 
     async def stop(self) -> None:
         """Announce system.stopped and stop every router (the caller ends Ray)."""
         if self._watch is not None:
             self._watch.cancel()
-        await asyncio.gather(
-            *(r.stop.remote() for r in self.routers.values()), return_exceptions=True
-        )
+        hosts = [*self.trackers.values(), *(g for gs in self.groups.values() for g in gs)]
+        await asyncio.gather(*(h.stop.remote() for h in hosts), return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.emit(ev.SYSTEM_STOPPED, ev.system_stopped(_now()))
             await self.store.flush.remote()
 
     async def remove_router(self, router_id: str) -> bool:
         """Stop and remove a router at runtime."""
-        handle = self.routers.pop(router_id, None)
-        if handle is None:
+        host = self.hosts.pop(router_id, None)
+        if host is None:
             return False
+        self.assigned[host].discard(router_id)
         with contextlib.suppress(Exception):
-            await handle.stop.remote()
-        ray.kill(handle, no_restart=True)
-        self.router_configs.pop(router_id, None)
+            await host.remove_router.remote(router_id)
+        self.routers.pop(router_id, None)
         self.router_states.pop(router_id, None)
         self.router_status.pop(router_id, None)
         return True
 
     async def add_router(self, router: dict[str, Any]) -> bool:
-        """Start a router at runtime (its space must exist)."""
+        """Start a router at runtime (its space must exist), in its space's process while
+        that has room, else in a router group with room, else in a new group."""
         config = RouterConfig.model_validate(router)
         if config.space not in self.trackers:
             raise ValueError(f"unknown space {config.space!r}")
@@ -146,7 +163,21 @@ class SupervisorHost:
             ],
         }
         self.site = SiteConfig.model_validate(self.site_dict)
-        await self._start_router(config)
+        per_process = self.site.runtime.routers_per_process
+        host = next(
+            (h for h in [self.trackers[config.space], *self.groups[config.space]]
+             if len(self.assigned.get(h, ())) < per_process),
+            None,
+        )
+        if host is None:
+            group = self._new_group(config.space, [config.id])
+            await group.start.remote()
+        else:
+            await host.add_router.remote(self.site_dict, config.id)
+            self._assign(host, [config.id])
+        self.routers[config.id] = config
+        self.router_states.setdefault(config.id, "waiting")
+        await self.store.put_router.remote(config.id, config.model_dump(mode="json"))
         return True
 
     # -- events --------------------------------------------------------------------------
@@ -170,30 +201,51 @@ class SupervisorHost:
             except Exception:
                 logger.exception("supervisor: router check failed")
 
-    async def _router_state(self, router_id: str, handle: Any) -> tuple[str, dict[str, Any]]:
+    async def _host_status(self, host: Any) -> list[dict[str, Any]]:
+        """A host's router statuses, reconciled with what it should run: a host that
+        restarted (Ray made it again from its first arguments) is started again and given
+        back the routers added since; an unreachable host's routers are disconnected."""
+        wanted = self.assigned.get(host, set())
         try:
-            status: dict[str, Any] = await asyncio.wait_for(handle.status.remote(), PING_TIMEOUT_S)
+            statuses: list[dict[str, Any]] = await asyncio.wait_for(
+                host.routers_status.remote(), PING_TIMEOUT_S
+            )
         except Exception as exc:  # dead, restarting or hung
-            return "disconnected", {
-                "id": router_id,
-                "state": "disconnected",
-                "last_error": f"actor unreachable: {exc}",
-            }
-        if status["state"] == "waiting":
-            with contextlib.suppress(Exception):
-                await handle.start.remote()  # a restarted actor starts its loops again
-        return str(status["state"]), status
+            return [
+                {"id": rid, "state": "disconnected", "last_error": f"actor unreachable: {exc}"}
+                for rid in sorted(wanted)
+            ]
+        running = {s["id"] for s in statuses}
+        with contextlib.suppress(Exception):
+            if wanted - running or any(s["state"] == "waiting" for s in statuses):
+                await host.start.remote()  # a restarted host starts its loops again
+            for router_id in sorted(wanted - running):
+                await host.add_router.remote(self.site_dict, router_id)
+            for router_id in sorted(running - wanted):
+                await host.remove_router.remote(router_id)
+        return [s for s in statuses if s["id"] in wanted] + [
+            {"id": rid, "state": "waiting"} for rid in sorted(wanted - running)
+        ]
 
     async def _check_routers(self) -> None:
-        results = await asyncio.gather(
-            *(self._router_state(rid, h) for rid, h in self.routers.items())
-        )
-        for (router_id, _), (state, status) in zip(self.routers.items(), results, strict=True):
+        # the watch loop and a status query may check at once: one at a time, or both
+        # would record each transition and pop each unsent event
+        async with self._check_lock:
+            await self._check_routers_now()
+
+    async def _check_routers_now(self) -> None:
+        hosts = [h for h, ids in self.assigned.items() if ids]
+        results = await asyncio.gather(*(self._host_status(h) for h in hosts))
+        for status in (s for statuses in results for s in statuses):
+            router_id = status["id"]
+            config = self.routers.get(router_id)
+            if config is None:  # removed meanwhile
+                continue
+            state = str(status["state"])
             self.router_status[router_id] = status
             previous = self.router_states.get(router_id, "waiting")
-            config = self.router_configs[router_id]
             if previous == "connected" and state != "connected":
-                # a dead actor, a restarted one ("waiting" again) or a silent source
+                # a dead host, a restarted one ("waiting" again) or a silent source
                 reason = status.get("last_error") or f"router {state}"
                 self._unsent.append((
                     ev.ROUTER_DISCONNECTED,

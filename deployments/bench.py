@@ -29,6 +29,7 @@ from actors.common import NAMESPACE
 from deployments.app import start_system, stop_system
 from invispose.config import SiteConfig, parse_config, resolve_paths
 from invispose.errors import InvisPoseError
+from invispose.schemas import MAX_ROUTERS
 
 SATURATION_HOP_S = 0.005
 ROUTER_START_TIMEOUT_S = 120.0  # every router actor up and producing detections
@@ -44,25 +45,26 @@ def _cpu_ticks() -> tuple[int, int]:
 
 
 def bench_site(routers: int, port: int, checkpoint: Path, store: Path, hop_s: float) -> SiteConfig:
-    """One room, ``routers`` simulated Intel 5300 3x3 routers (9 links each)."""
+    """``routers`` simulated Intel 5300 3x3 routers (9 links each), four to a room: the
+    space model takes one to four routers (``MAX_ROUTERS``), as real rooms have."""
+    n_spaces = -(-routers // MAX_ROUTERS)
     tree: dict[str, Any] = {
         "name": "bench",
-        "spaces": [{"id": "hall", "size_m": [8.0, 6.0, 3.0]}],
+        "spaces": [{"id": f"hall{s}", "size_m": [8.0, 6.0, 3.0]} for s in range(n_spaces)],
         "routers": [
             {
                 "id": f"r{i}",
-                "space": "hall",
+                "space": f"hall{i // MAX_ROUTERS}",
                 "kind": "simulated",
                 # simulated once and looped: the load generator stays out of the measurement
-                "source": {"hardware": "intel5300", "people": 2, "seed": 1, "loop_s": 20.0},
-                # eight places along the long walls, a second row 0.3 m in past eight
+                "source": {"hardware": "intel5300", "people": 2, "seed": 1 + i // MAX_ROUTERS,
+                           "loop_s": 20.0},
+                # four places along the long walls of each room
                 "tx_positions_m": [
-                    [0.3 + 0.9 * (i % 8) + 0.03 * k, 0.2 + 0.3 * (i // 8), 1.5]
-                    for k in range(3)
+                    [0.5 + 2.0 * (i % MAX_ROUTERS) + 0.03 * k, 0.2, 1.5] for k in range(3)
                 ],
                 "rx_positions_m": [
-                    [7.7 - 0.9 * (i % 8) - 0.03 * k, 5.8 - 0.3 * (i // 8), 1.2]
-                    for k in range(3)
+                    [7.5 - 2.0 * (i % MAX_ROUTERS) - 0.03 * k, 5.8, 1.2] for k in range(3)
                 ],
             }
             for i in range(routers)
@@ -222,7 +224,8 @@ def run_pipeline_bench(
     cases = []
     for n_routers, n_clients, phases in measured:
         batch = max(1, int(round(phases["saturated"]["mean_batch"] or 1)))  # windows
-        hops = max(1, round(batch / n_routers))  # a request is one hop of all routers
+        per_hop = n_routers / -(-n_routers // MAX_ROUTERS)  # a request: one room's hop
+        hops = max(1, round(batch / per_hop))
         if (n_routers, hops) not in bare_rates:
             _progress(f"bare estimator: {n_routers} routers, {hops} hops per call")
             bare_rates[n_routers, hops] = _bare_rate(
@@ -246,25 +249,30 @@ def _bare_rate(routers: int, hops_per_batch: int, checkpoint: Path, seconds: flo
     from invispose.sim.live import SimulatedStream
 
     site = bench_site(routers, 8000, checkpoint, Path("unused.db"), 0.05)  # never served
-    space = site.spaces[0]
-    hop = []
+    room_hops: dict[str, list[Any]] = {}
     for router in site.routers:
         windower = router_windower(site, router)
-        scene = SimulatedStream.from_config(router, space).scene
+        scene = SimulatedStream.from_config(router, site.space(router.space)).scene
         for frame in scene.frames(router.id, 0.0, 1.0):
             windower.push(frame)
         window = windower.make_window()
         assert window is not None
-        hop.append(window)
+        room_hops.setdefault(router.space, []).append(window)
+    rooms = list(room_hops.values())
     torch.set_num_threads(1)
     model = load_model(checkpoint, torch.device("cpu")).model
-    hops = [hop] * hops_per_batch
-    model.predict_hops(hops, batch_size=hops_per_batch)  # warm-up
-    calls, started = 0, time.perf_counter()
+    batches = [  # every room's hop in turn, hops_per_batch to a call
+        [rooms[(b * hops_per_batch + i) % len(rooms)] for i in range(hops_per_batch)]
+        for b in range(len(rooms))
+    ]
+    model.predict_hops(batches[0], batch_size=hops_per_batch)  # warm-up
+    calls, windows, started = 0, 0, time.perf_counter()
     while time.perf_counter() - started < seconds or calls < 3:
-        model.predict_hops(hops, batch_size=hops_per_batch)
+        batch = batches[calls % len(batches)]
+        model.predict_hops(batch, batch_size=hops_per_batch)
+        windows += sum(len(hop) for hop in batch)
         calls += 1
-    return calls * hops_per_batch * routers / (time.perf_counter() - started)
+    return windows / (time.perf_counter() - started)
 
 
 def _report(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,36 @@ EVENT_TOPIC = "events"
 TOPICS = frozenset({POSE_TOPIC, EVENT_TOPIC})
 
 Message = dict[str, Any]
+
+
+def event_message(event: Any) -> Message:
+    """An ``Event`` as it travels on the bus."""
+    return {"topic": EVENT_TOPIC, **event.model_dump(mode="json")}
+
+
+def pose_message(space_id: str, frame: Any, t_end_s: float) -> Message:
+    """A ``PoseFrame`` as it travels on the bus: encoded once, as the JSON text of the
+    WebSocket's ``pose_update`` (the seed's frame fields plus type, topic and space), so
+    the gateway forwards it to unfiltered clients as it is."""
+    head = json.dumps({"type": "pose_update", "topic": "pose_updates", "space_id": space_id})
+    body = frame.model_dump_json()  # '{"timestamp": ..., "frame_id": ..., ...}'
+    return {
+        "topic": POSE_TOPIC,
+        "space_id": space_id,
+        "t_end_s": t_end_s,
+        "text": head[:-1] + "," + body[1:],
+    }
+
+
+def pose_frame(message: Message) -> dict[str, Any]:
+    """The frame fields of a pose message, decoded once per message (and kept in it)."""
+    frame = message.get("frame")
+    if frame is None:
+        frame = json.loads(message["text"])
+        for key in ("type", "topic", "space_id"):
+            frame.pop(key, None)
+        message["frame"] = frame
+    return frame  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

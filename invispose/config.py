@@ -247,7 +247,11 @@ class InferenceConfig(Strict):
     """The batched PoseEstimator deployment."""
 
     max_batch_size: int = Field(32, ge=1, description="Windows per batch at most")
-    batch_wait_timeout_s: float = Field(0.005, ge=0, description="Wait to fill a batch, seconds")
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0,
+        description="Wait to fill a batch, seconds (0: take what is queued; requests that "
+        "arrive while a batch runs form the next one)",
+    )
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (0 = CPU)")
     num_cpus: float = Field(1.0, gt=0, description="CPUs per replica")
     torch_threads: int = Field(
@@ -314,6 +318,20 @@ class ModelConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Inference device")
 
 
+class RuntimeConfig(Strict):
+    """How the actors share processes."""
+
+    routers_per_process: int = Field(
+        4, ge=1,
+        description="Routers of one space that share an ingest process; the space's first "
+        "process also runs its tracker (4: a space of up to four routers is one process)",
+    )
+    max_hops_in_flight: int = Field(
+        2, ge=1, description="A space's hops awaiting inference at once; a newer hop "
+        "replaces the one waiting behind them (counted)",
+    )
+
+
 class SiteConfig(Strict):
     """The whole installation."""
 
@@ -327,6 +345,7 @@ class SiteConfig(Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API authentication")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="HTTP and inference")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Pose model")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Processes")
 
     @model_validator(mode="before")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from deployments.api.state import GatewayState, get_state
+from invispose.bus import pose_frame
 from invispose.schemas import PoseFrame
 
 router = APIRouter(prefix="/api/v1/pose", tags=["pose"])
@@ -37,10 +38,10 @@ def merged_current(
     messages = [m for s, m in latest.items() if space_id is None or s == space_id]
     if not messages:
         return None
-    newest = max(messages, key=lambda m: m["frame"]["timestamp"])
-    frame = dict(newest["frame"])
+    newest = max(messages, key=lambda m: pose_frame(m)["timestamp"])
+    frame = dict(pose_frame(newest))
     if len(messages) > 1:
-        frame["persons"] = [p for m in messages for p in m["frame"]["persons"]]
+        frame["persons"] = [p for m in messages for p in pose_frame(m)["persons"]]
         frame["metadata"] = {**frame.get("metadata", {}), "spaces": sorted(latest)}
     return frame
 

@@ -27,7 +27,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from deployments.api.pose import filter_persons
 from deployments.api.state import GatewayState, get_state
-from invispose.bus import EVENT_TOPIC, POSE_TOPIC
+from invispose.bus import EVENT_TOPIC, POSE_TOPIC, pose_frame
 from invispose.config import WebSocketConfig
 
 logger = logging.getLogger(__name__)
@@ -142,8 +142,10 @@ class ClientSession:
             filters.get("person_id"),
         )
         text = cache.get(key)
+        if text is None and key == (None, None, None):
+            text = message["text"]  # encoded once, where the frame was made
         if text is None:
-            frame = message["frame"]
+            frame = pose_frame(message)
             persons = filter_persons(
                 frame["persons"],
                 zone_id=filters.get("zone_id"),

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
 from deployments.api.state import ComponentUnavailable, GatewayState, get_state
+from invispose.bus import pose_frame
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ async def get_performance(state: GatewayState = Depends(get_state)) -> dict[str,
     estimator = await _estimator_stats(state)
     stages: dict[str, list[float]] = {}
     for message in state.latest.values():
-        for stage, ms in message["frame"].get("metadata", {}).get("latency_ms", {}).items():
+        for stage, ms in pose_frame(message).get("metadata", {}).get("latency_ms", {}).items():
             stages.setdefault(stage, []).append(float(ms))
     ws = state.clients.stats()
     return {

@@ -1,4 +1,5 @@
-"""Faults while streaming: router, tracker and store actors die and come back."""
+"""Faults while streaming: space (routers and tracker), router group and store actors die
+and come back."""
 
 from __future__ import annotations
 
@@ -72,10 +73,11 @@ def router_state(supervisor: Any) -> str:
 def test_killed_router_comes_back_and_says_so(system: Any) -> None:
     import ray
 
-    from actors.common import NAMESPACE, router_name
+    from actors.common import NAMESPACE, space_name
 
     wait_for(lambda: events("router.connected"), DEADLINE_S, "router.connected")
-    ray.kill(ray.get_actor(router_name("replay"), namespace=NAMESPACE), no_restart=False)
+    # the router runs in its space's process
+    ray.kill(ray.get_actor(space_name("living_room"), namespace=NAMESPACE), no_restart=False)
     wait_for(lambda: events("router.disconnected"), DEADLINE_S, "router.disconnected")
     wait_for(lambda: len(events("router.connected")) >= 2, DEADLINE_S, "router.connected again")
     status = ray.get(system.routers_status.remote())[0]
@@ -93,9 +95,9 @@ def test_killed_store_loses_no_stored_event(system: Any) -> None:
     )
     ray.kill(ray.get_actor(STORE_NAME, namespace=NAMESPACE), no_restart=False)
     # the router's restart produces new events through the restarted store
-    from actors.common import router_name
+    from actors.common import space_name
 
-    ray.kill(ray.get_actor(router_name("replay"), namespace=NAMESPACE), no_restart=False)
+    ray.kill(ray.get_actor(space_name("living_room"), namespace=NAMESPACE), no_restart=False)
 
     def reconnected() -> list[dict[str, Any]]:
         got = events()
@@ -123,8 +125,8 @@ def test_killed_tracker_keeps_person_ids(ray_cluster: int, tmp_path: Path) -> No
 
     from actors.bus import BusActor
     from actors.common import actor_options
+    from actors.space import SpaceActor
     from actors.store import StoreActor
-    from actors.tracker import TrackerActor
     from invispose.config import parse_config
 
     site = parse_config(
@@ -146,7 +148,7 @@ def test_killed_tracker_keeps_person_ids(ray_cluster: int, tmp_path: Path) -> No
     )
     store = StoreActor.options(**actor_options("t.store")).remote(str(tmp_path / "t.db"))
     bus = BusActor.options(**actor_options("t.bus")).remote()
-    tracker = TrackerActor.options(**actor_options("t.tracker")).remote(
+    tracker = SpaceActor.options(**actor_options("t.tracker")).remote(
         site.model_dump(mode="json"), "lab", store, bus
     )
     try:
@@ -235,8 +237,8 @@ def test_events_survive_a_failed_store_write(ray_cluster: int, tmp_path: Path) -
 
     from actors.bus import BusActor
     from actors.common import actor_options
+    from actors.space import SpaceActor
     from actors.store import StoreActor
-    from actors.tracker import TrackerActor
     from invispose.config import parse_config
 
     site = parse_config(
@@ -253,7 +255,7 @@ def test_events_survive_a_failed_store_write(ray_cluster: int, tmp_path: Path) -
     path = tmp_path / "e.db"
     store = StoreActor.options(**actor_options("e.store")).remote(str(path))
     bus = BusActor.options(**actor_options("e.bus")).remote()
-    tracker = TrackerActor.options(**actor_options("e.tracker")).remote(
+    tracker = SpaceActor.options(**actor_options("e.tracker")).remote(
         site.model_dump(mode="json"), "lab", store, bus
     )
 
@@ -277,6 +279,12 @@ def test_events_survive_a_failed_store_write(ray_cluster: int, tmp_path: Path) -
             wait_for(lambda: ray.get(tracker.status.remote())["event_store_errors"], DEADLINE_S,
                      "a failed event write")
             assert ray.get(tracker.status.remote())["persons"]
+            # nothing on the hot path waits for the store: frames go on while it cannot write
+            first = ray.get(bus.latest_frames.remote())["lab"]["text"]
+            step(1.0)
+            wait_for(lambda: ray.get(bus.latest_frames.remote())["lab"]["text"] != first,
+                     DEADLINE_S, "a pose frame while the store is locked")
+            assert not stored("person.detected")
         finally:
             locker.execute("ROLLBACK")
             locker.close()
@@ -290,3 +298,56 @@ def test_events_survive_a_failed_store_write(ray_cluster: int, tmp_path: Path) -
     finally:
         for actor in (tracker, store, bus):
             ray.kill(actor, no_restart=True)
+
+
+def test_routers_beyond_a_space_process_share_feed_its_hops_and_restart(
+    ray_cluster: int, random_checkpoint: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """``runtime.routers_per_process: 1``: the second router of the space runs in a router
+    group, whose windows join the space's own in one inference request per hop; killed,
+    the group comes back with its router."""
+    import ray
+
+    from actors.common import BUS_NAME, NAMESPACE, router_group_name
+    from deployments.app import start_system, stop_system
+    from invispose.bus import pose_frame
+
+    routers = [
+        {
+            "id": rid,
+            "space": "living_room",
+            "kind": "file",
+            "source": {"path": str(shared_data / "esp32/example_100hz_pitraffic.csv"),
+                       "loop": True},
+            "tx_positions_m": [[0.3, 0.2, 1.5]],
+            "rx_positions_m": [[5.7, y, 1.2]],
+        }
+        for rid, y in (("own", 4.8), ("grouped", 3.0))
+    ]
+    site = make_site(tmp_path, ray_cluster, random_checkpoint, routers=routers,
+                     runtime={"routers_per_process": 1})
+    supervisor = start_system(site)
+    try:
+        bus = ray.get_actor(BUS_NAME, namespace=NAMESPACE)
+
+        def fused() -> bool:
+            latest = ray.get(bus.latest_frames.remote()).get("living_room")
+            if not latest:
+                return False
+            sources = pose_frame(latest)["metadata"].get("routers", [])  # "a+b" per detection
+            return {r for joined in sources for r in joined.split("+")} == {"own", "grouped"}
+
+        wait_for(fused, DEADLINE_S, "a frame made of both routers' windows")
+        group = ray.get_actor(router_group_name("living_room", 0), namespace=NAMESPACE)
+        assert [s["id"] for s in ray.get(group.routers_status.remote())] == ["grouped"]
+        ray.kill(group, no_restart=False)
+
+        def states() -> dict[str, str]:
+            return {s["id"]: s["state"] for s in ray.get(supervisor.routers_status.remote())}
+
+        wait_for(lambda: states()["grouped"] != "connected", DEADLINE_S, "the group's router down")
+        wait_for(lambda: states() == {"own": "connected", "grouped": "connected"}, DEADLINE_S,
+                 "the group's router back")
+        wait_for(fused, DEADLINE_S, "fused frames again")
+    finally:
+        stop_system(supervisor)

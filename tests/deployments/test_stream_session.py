@@ -50,7 +50,10 @@ def pose(frame_id: int) -> dict[str, Any]:
         "processing_time_ms": 12.0,
         "metadata": {},
     }
-    return {"topic": "pose", "space_id": "lab", "t_end_s": 0.0, "frame": frame}
+    # as ``invispose.bus.pose_message`` encodes it: the pose_update text, made once
+    text = json.dumps({"type": "pose_update", "topic": "pose_updates", "space_id": "lab",
+                       **frame})
+    return {"topic": "pose", "space_id": "lab", "t_end_s": 0.0, "text": text}
 
 
 def session(

@@ -60,3 +60,31 @@ def test_next_messages_waits_times_out_and_ends_on_unsubscribe() -> None:
         assert bus.subscribers == 0
 
     asyncio.run(scenario())
+
+
+def test_a_pose_message_is_the_pose_update_text_and_decodes_to_the_frame() -> None:
+    """The frame is encoded once, as the WebSocket's pose_update; decoding it gives the
+    frame's JSON fields (what REST serves), and the decoded dict is kept in the message."""
+    import datetime as dt
+    import json
+
+    import numpy as np
+
+    from invispose.bus import pose_frame, pose_message
+    from invispose.schemas import PoseFrame
+    from tests.unit.store.conftest import make_person
+
+    person = make_person(np.random.default_rng(0), "person_1")
+    frame = PoseFrame(
+        timestamp=dt.datetime(2026, 12, 2, 20, 0, tzinfo=dt.UTC), frame_id=3, persons=[person],
+        processing_time_ms=4.5, metadata={"newest_packet_time": 1.5},
+    )
+    message = pose_message("lab", frame, 1.5)
+    assert message["topic"] == POSE_TOPIC and message["t_end_s"] == 1.5
+    update = json.loads(message["text"])
+    assert update == {"type": "pose_update", "topic": "pose_updates", "space_id": "lab",
+                      **frame.model_dump(mode="json")}
+    decoded = pose_frame(message)
+    assert decoded == frame.model_dump(mode="json")
+    assert PoseFrame.model_validate(decoded) == frame
+    assert pose_frame(message) is decoded
