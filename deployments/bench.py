@@ -44,9 +44,13 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def bench_site(routers: int, port: int, checkpoint: Path, store: Path, hop_s: float) -> SiteConfig:
+def bench_site(
+    routers: int, port: int, checkpoint: Path, store: Path, hop_s: float,
+    stream_port: int = 0,
+) -> SiteConfig:
     """``routers`` simulated Intel 5300 3x3 routers (9 links each), four to a room: the
-    space model takes one to four routers (``MAX_ROUTERS``), as real rooms have."""
+    space model takes one to four routers (``MAX_ROUTERS``), as real rooms have. Clients
+    connect to the gateway's own stream server on ``stream_port`` (0: through the proxy)."""
     n_spaces = -(-routers // MAX_ROUTERS)
     tree: dict[str, Any] = {
         "name": "bench",
@@ -72,7 +76,8 @@ def bench_site(routers: int, port: int, checkpoint: Path, store: Path, hop_s: fl
         "mqtt": {"enabled": False},
         "store": {"path": str(store)},
         # every bench client connects from 127.0.0.1
-        "serve": {"host": "127.0.0.1", "port": port, "websocket": {"max_per_peer": 100_000}},
+        "serve": {"host": "127.0.0.1", "port": port, "stream_port": stream_port,
+                  "websocket": {"max_per_peer": 100_000}},
         "model": {"checkpoint": str(checkpoint), "hop_s": hop_s},
     }
     return resolve_paths(parse_config(tree, env={}))
@@ -116,10 +121,13 @@ async def _wait_for_routers(port: int, routers: int, timeout_s: float) -> None:
     raise RuntimeError(f"not all {routers} routers produced detections within {timeout_s:.0f} s")
 
 
-async def _phase(port: int, routers: int, clients: int, duration_s: float) -> dict[str, Any]:
+async def _phase(
+    port: int, stream_port: int, routers: int, clients: int, duration_s: float
+) -> dict[str, Any]:
     stop = asyncio.Event()
     received: list[float] = []
-    tasks = [asyncio.create_task(_client(port, stop, received)) for _ in range(clients)]
+    tasks = [asyncio.create_task(_client(stream_port or port, stop, received))
+             for _ in range(clients)]
     await _wait_for_routers(port, routers, ROUTER_START_TIMEOUT_S)
     await asyncio.sleep(WARM_UP_S)  # queues and batching settle, clients connected
     before = await _get(port, "/api/v1/system/performance")
@@ -184,6 +192,7 @@ def run_pipeline_bench(
         save_checkpoint(checkpoint, PoseNet())
         weights = "random (no shipped checkpoint)"
     port = _free_port()
+    stream_port = _free_port()
     ray.init(
         address="local",
         include_dashboard=False,
@@ -203,11 +212,12 @@ def run_pipeline_bench(
                         _progress(f"{name}: {n_routers} routers, {n_clients} clients, "
                                   f"{duration_s:.0f} s")
                         store = workdir / f"{n_routers}-{n_clients}-{name}.db"
-                        site = bench_site(n_routers, port, checkpoint, store, hop_s)
+                        site = bench_site(n_routers, port, checkpoint, store, hop_s,
+                                          stream_port)
                         supervisor = start_system(site)
                         try:
                             phases[name] = asyncio.run(
-                                _phase(port, n_routers, n_clients, duration_s)
+                                _phase(port, stream_port, n_routers, n_clients, duration_s)
                             )
                         finally:
                             stop_system(supervisor)

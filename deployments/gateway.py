@@ -16,10 +16,13 @@ from swagger_ui_bundle import swagger_ui_path
 from actors.common import GATEWAY_DEPLOYMENT
 from deployments.api import pose, stream, system
 from deployments.api.state import ComponentUnavailable, GatewayState, current_state, install
+from deployments.stream_server import StreamServer
 from invispose import __version__
 from invispose.config import SiteConfig
 
 logger = logging.getLogger(__name__)
+
+STREAM_START_S = 10.0  # the replica waits this long for its stream server to listen
 
 app = FastAPI(
     title="InvisPose API",
@@ -89,10 +92,20 @@ class Gateway:
     """Holds the replica's GatewayState; the routes live in deployments/api/."""
 
     def __init__(self, site: dict[str, Any], estimator: Any) -> None:
-        self.state = GatewayState(SiteConfig.model_validate(site))
+        config = SiteConfig.model_validate(site)
+        self.state = GatewayState(config)
         self.state.estimator = estimator
         stream.ClientRegistry(self.state)
         install(self.state)
+        self.stream_server: StreamServer | None = None
+        port = config.serve.stream_port_resolved
+        if port is not None:
+            self.stream_server = StreamServer(config, port)
+            self.stream_server.start()
+            self.stream_server.started.wait(STREAM_START_S)
+        self.state.stream_server = self.stream_server
 
     def __del__(self) -> None:
         self.state.stop()
+        if self.stream_server is not None:
+            self.stream_server.stop()

@@ -292,10 +292,23 @@ class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="Address the gateway binds")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the gateway")
     gateway_replicas: int = Field(1, ge=1, description="Fixed gateway replicas")
+    stream_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Port where each gateway replica serves /ws/v1/stream itself, past Serve's "
+        "HTTP proxy (every message through the proxy costs both processes CPU); replicas on "
+        "one machine share it (SO_REUSEPORT). None: port + 1; 0: only through the proxy",
+    )
     inference: InferenceConfig = Field(default_factory=InferenceConfig, description="Batching")
     websocket: WebSocketConfig = Field(
         default_factory=WebSocketConfig, description="Per-client bounds of /ws/v1/stream"
     )
+
+    @property
+    def stream_port_resolved(self) -> int | None:
+        """The direct stream port, or None when streams go through the proxy only."""
+        if self.stream_port == 0:
+            return None
+        return self.port + 1 if self.stream_port is None else self.stream_port
 
 
 class ModelConfig(Strict):

@@ -45,6 +45,7 @@ class GatewayState:
         self.frame_times: deque[float] = deque(maxlen=400)
         self.clients: Any = None  # the ClientRegistry of /ws/v1/stream
         self.estimator: Any = None  # PoseEstimator handle
+        self.stream_server: Any = None  # the replica's own /ws/v1/stream server, if any
         self._pump: asyncio.Task[None] | None = None
         self._handles: dict[str, Any] = {}
 
@@ -140,10 +141,15 @@ class GatewayState:
         return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
 
     def latency_percentiles(self) -> dict[str, float]:
-        """End-to-end latency (newest packet → WebSocket send) percentiles, ms."""
-        if not self.e2e_ms:
+        """End-to-end latency (newest packet → WebSocket send) percentiles, ms, over this
+        replica's clients: those through the proxy and those of its own stream server."""
+        samples = [*self.e2e_ms.copy()]  # deque.copy is atomic: the stream thread appends
+        server = self.stream_server
+        if server is not None and server.state is not None:
+            samples += server.state.e2e_ms.copy()
+        if not samples:
             return {"p50": 0.0, "p95": 0.0, "p99": 0.0, "samples": 0}
-        values = np.array(self.e2e_ms)
+        values = np.array(samples)
         p50, p95, p99 = np.percentile(values, [50, 95, 99])
         return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "samples": len(values)}
 

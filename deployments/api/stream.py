@@ -427,8 +427,8 @@ class ClientRegistry:
 
     def stats(self) -> dict[str, int]:
         """Counters of this replica's clients, those gone included."""
-        totals = Counter(self.gone)
-        for client in self.clients.values():
+        totals = Counter(self.gone.copy())
+        for client in list(self.clients.values()):  # may be read from another thread
             totals.update(self._counters(client))
         return {
             "clients": len(self.clients),
@@ -445,7 +445,12 @@ class ClientRegistry:
 @router.websocket("/ws/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     """The seed's real-time stream: connection, subscribe/unsubscribe, ping, configure."""
-    state = await get_state()
+    # the replica's own stream server brings its own state (deployments/stream_server.py)
+    state = getattr(websocket.app.state, "gateway", None)
+    if state is None:
+        state = await get_state()
+    else:
+        state.ensure_pump()
     registry: ClientRegistry = state.clients
     peer = websocket.client.host if websocket.client else "unknown"
     await websocket.accept()

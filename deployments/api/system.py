@@ -145,6 +145,9 @@ async def get_performance(state: GatewayState = Depends(get_state)) -> dict[str,
         for stage, ms in pose_frame(message).get("metadata", {}).get("latency_ms", {}).items():
             stages.setdefault(stage, []).append(float(ms))
     ws = state.clients.stats()
+    direct = state.stream_server.stats() if state.stream_server is not None else None
+    if direct is not None:  # the replica's own stream server: its clients count too
+        ws = {k: v + int(direct.get(k, 0)) for k, v in ws.items()}
     return {
         "fps": round(state.fps(), 2),
         "end_to_end_ms": state.latency_percentiles(),
@@ -165,4 +168,5 @@ async def get_performance(state: GatewayState = Depends(get_state)) -> dict[str,
         },
         "websocket_clients": ws["clients"],
         "websocket": ws,
+        "stream_server": direct,
     }

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from invispose.config import SiteConfig, parse_config, resolve_paths
+from tests.conftest import free_port
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -24,7 +25,7 @@ def make_site(
     if routers is not None:
         tree["routers"] = routers
     tree["store"] = {"path": str(tmp_path / "var" / "test.db")}
-    tree["serve"] = {"host": "127.0.0.1", "port": port}
+    tree["serve"] = {"host": "127.0.0.1", "port": port, "stream_port": free_port()}
     tree["model"] = {"checkpoint": str(checkpoint)}
     tree["mqtt"] = {"enabled": False}
     tree.update(overrides)

@@ -73,3 +73,55 @@ def test_classical_estimator_places_the_demo_people_in_the_room(
         assert placed > 0  # the simulated people move: someone is reported
     finally:
         stop_system(supervisor)
+
+
+def test_the_gateway_serves_the_stream_on_its_own_port(
+    ray_cluster: int, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``serve.stream_port``: the replica's own server speaks the stream protocol past
+    Serve's proxy (unfiltered clients get the frame's text as it was encoded), refuses a
+    message over ``max_message_bytes`` before reading it whole (close 1009) and counts its
+    clients in /system/performance."""
+    from deployments.app import start_system, stop_system
+    from tests.conftest import free_port
+
+    stream_port = free_port()
+    site = make_site(tmp_path, ray_cluster, random_checkpoint,
+                     serve={"host": "127.0.0.1", "port": ray_cluster,
+                            "stream_port": stream_port})
+    supervisor = start_system(site)
+    url = f"http://127.0.0.1:{stream_port}/ws/v1/stream"
+
+    async def run() -> None:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url) as ws:
+                hello = await ws.receive_json(timeout=60)
+                assert hello["type"] == "connection"
+                await ws.send_json({"type": "subscribe", "topic": "pose_updates"})
+                updates: list[dict] = []
+                while len(updates) < 10:
+                    msg = await ws.receive_json(timeout=90)
+                    if msg["type"] == "pose_update":
+                        updates.append(msg)
+                ids = [u["frame_id"] for u in updates]
+                assert ids == sorted(ids) and len(set(ids)) == 10
+                assert set(updates[-1]) >= {"space_id", "timestamp", "persons", "metadata"}
+                perf_url = f"http://127.0.0.1:{ray_cluster}/api/v1/system/performance"
+                async with session.get(perf_url) as resp:
+                    perf = await resp.json()
+                assert perf["stream_server"]["serving"] is True
+                assert perf["stream_server"]["clients"] >= 1 and perf["websocket_clients"] >= 1
+                assert perf["end_to_end_ms"]["samples"] > 0
+            async with session.ws_connect(url) as ws:
+                await ws.receive_json(timeout=60)
+                await ws.send_str("x" * (site.serve.websocket.max_message_bytes + 1))
+                msg = await ws.receive(timeout=60)
+                assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                assert ws.close_code == 1009
+            async with session.ws_connect(url) as ws:  # the server goes on
+                assert (await ws.receive_json(timeout=60))["type"] == "connection"
+
+    try:
+        asyncio.run(run())
+    finally:
+        stop_system(supervisor)
