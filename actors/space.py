@@ -9,9 +9,10 @@ Nothing on this path awaits the store: history writes are fire-and-forget (bound
 the step's events go to a writer task that stores them first and publishes only what is
 stored, in order, retrying while the store cannot write.
 
-At most ``runtime.max_hops_in_flight`` hops await inference; a newer hop replaces the one
-waiting behind them (its windows counted as dropped). ``submit`` takes detections made
-elsewhere (tests, replays of detections).
+At most ``runtime.max_hops_in_flight`` hops await inference; while that many do, hops are
+not cut at all (``hops_skipped``: windows no one would use cost no work), and the first
+hop after a slot frees cuts the newest packets. ``submit`` takes detections made elsewhere
+(tests, replays of detections).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class SpaceHost:
         self._last_step_t_s = float("-inf")
         self.counters = {
             "steps": 0, "detections": 0, "windows": 0, "hops": 0, "hops_dropped": 0,
+            "hops_skipped": 0,
             "superseded": 0, "stale": 0, "errors": 0, "events": 0, "inference_errors": 0,
             "event_store_errors": 0, "events_rejected": 0, "events_dropped": 0,
             "history_dropped": 0, "history_errors": 0, "frames_unpublished": 0,
@@ -161,6 +163,11 @@ class SpaceHost:
     async def _hops(self) -> None:
         while True:
             await sleep_to_next_hop(self.site.model.hop_s)
+            if self._in_flight >= self.max_in_flight:
+                # inference is behind: cutting windows now would only make work that a
+                # newer hop replaces; the next hop after a slot frees cuts fresh ones
+                self.counters["hops_skipped"] += 1
+                continue
             try:
                 windows = self.units.cut()
                 if self._grouped:  # router groups cut on the same hop; give them a moment
