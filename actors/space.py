@@ -75,7 +75,7 @@ class SpaceHost:
         self._last_step_t_s = float("-inf")
         self.counters = {
             "steps": 0, "detections": 0, "windows": 0, "hops": 0, "hops_dropped": 0,
-            "hops_skipped": 0,
+            "hops_skipped": 0, "windows_inferred": 0,
             "superseded": 0, "stale": 0, "errors": 0, "events": 0, "inference_errors": 0,
             "event_store_errors": 0, "events_rejected": 0, "events_dropped": 0,
             "history_dropped": 0, "history_errors": 0, "frames_unpublished": 0,
@@ -240,6 +240,7 @@ class SpaceHost:
             logger.warning("space %s: inference failed: %s", self.space_id, exc)
             return []
         self.units.sent(windows, True)
+        self.counters["windows_inferred"] += len(windows)
         done_s = time.time()
         newest = {w.router_id: w.t_end_s for w in windows}
         for detection in detections:
