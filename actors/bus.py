@@ -7,7 +7,7 @@ from typing import Any
 
 import ray
 
-from invispose.bus import EVENT_TOPIC, POSE_TOPIC, Fanout, Message
+from invispose.bus import POSE_TOPIC, Fanout, Message
 
 HEARTBEAT_S = 1.0  # an idle subscription yields [] this often, so dead readers are noticed
 
@@ -25,12 +25,6 @@ class BusHost:
             if topic == POSE_TOPIC:
                 self.latest[str(message.get("space_id"))] = message
             self.fanout.publish(topic, message)
-
-    async def publish_pose_and_events(self, pose: Message | None, events: list[Message]) -> None:
-        """One call per tracker step: its stored events first, then its frame."""
-        await self.publish(EVENT_TOPIC, events)
-        if pose is not None:
-            await self.publish(POSE_TOPIC, [pose])
 
     async def subscribe(self, topics: list[str] | None = None) -> AsyncIterator[list[Message]]:
         """Batches of messages as they come; [] as a heartbeat when idle."""

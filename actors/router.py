@@ -223,16 +223,12 @@ class RouterUnits:
             if unit is not None:
                 unit.sent(window, ok, error)
 
-    def dropped(self, windows: list[CsiWindow]) -> int:
-        """Count windows replaced before inference took them; how many were another's."""
-        foreign = 0
+    def dropped(self, windows: list[CsiWindow]) -> None:
+        """Count windows replaced before inference took them."""
         for window in windows:
             unit = self.units.get(window.router_id)
-            if unit is None:
-                foreign += 1
-            else:
+            if unit is not None:
                 unit.counters["windows_dropped"] += 1
-        return foreign
 
     def status(self) -> list[dict[str, Any]]:
         """Every hosted router's status."""

@@ -28,7 +28,7 @@ import ray
 
 from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from actors.router import RouterUnits, sleep_to_next_hop
-from invispose.bus import EVENT_TOPIC, event_message, pose_message
+from invispose.bus import EVENT_TOPIC, POSE_TOPIC, event_message, pose_message
 from invispose.config import SiteConfig
 from invispose.errors import InvisPoseError, StoreWriteError
 from invispose.schemas import CsiWindow, Detection, Event, PoseFrame
@@ -63,7 +63,6 @@ class SpaceHost:
         self._grouped: set[str] = set()  # routers of router groups that sent windows
         self._estimator: Any = None
         self._in_flight = 0
-        self._pending: list[CsiWindow] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()  # every fire-and-forget task
         self._writes = 0  # history writes in flight
@@ -74,8 +73,8 @@ class SpaceHost:
         self._events_ready = asyncio.Event()
         self._last_step_t_s = float("-inf")
         self.counters = {
-            "steps": 0, "detections": 0, "windows": 0, "hops": 0, "hops_dropped": 0,
-            "hops_skipped": 0, "windows_inferred": 0,
+            "steps": 0, "detections": 0, "windows": 0, "hops": 0, "hops_skipped": 0,
+            "windows_inferred": 0,
             "superseded": 0, "stale": 0, "errors": 0, "events": 0, "inference_errors": 0,
             "event_store_errors": 0, "events_rejected": 0, "events_dropped": 0,
             "history_dropped": 0, "history_errors": 0, "frames_unpublished": 0,
@@ -181,25 +180,13 @@ class SpaceHost:
                             await asyncio.wait_for(self._remote_arrived.wait(), left)
                     windows += self._remote.values()
                     self._remote.clear()
-                if windows:
-                    self._dispatch(windows)
+                if windows:  # a slot is free: only this loop takes them, hops free them
+                    self.counters["windows"] += len(windows)
+                    self._in_flight += 1
+                    self._spawn(self._run_hop(windows))
             except Exception:
                 self.counters["errors"] += 1
                 logger.exception("space %s: hop failed", self.space_id)
-
-    def _dispatch(self, windows: list[CsiWindow]) -> None:
-        self.counters["windows"] += len(windows)
-        if self._in_flight < self.max_in_flight:
-            self._launch(windows)
-            return
-        if self._pending is not None:
-            self.counters["hops_dropped"] += 1
-            self.units.dropped(self._pending)
-        self._pending = windows
-
-    def _launch(self, windows: list[CsiWindow]) -> None:
-        self._in_flight += 1
-        self._spawn(self._run_hop(windows))
 
     def _spawn(self, coro: Any) -> None:
         """A background task, referenced until done (an unreferenced task may be
@@ -218,9 +205,6 @@ class SpaceHost:
             logger.exception("space %s: step failed", self.space_id)
         finally:
             self._in_flight -= 1
-            if self._pending is not None and self._in_flight < self.max_in_flight:
-                pending, self._pending = self._pending, None
-                self._launch(pending)
 
     async def _infer(self, windows: list[CsiWindow]) -> list[Detection]:
         """Detections of one hop's windows from the PoseEstimator (none if it failed)."""
@@ -285,7 +269,7 @@ class SpaceHost:
 
     async def _send_to_bus(self, message: dict[str, Any]) -> None:
         try:
-            await self.bus.publish_pose_and_events.remote(message, [])
+            await self.bus.publish.remote(POSE_TOPIC, [message])
         except Exception as exc:
             self.counters["publish_errors"] += 1
             logger.warning("space %s: publishing a frame failed: %s", self.space_id, exc)

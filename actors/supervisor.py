@@ -50,8 +50,7 @@ class SupervisorHost:
         self.bus: Any = None
         self.trackers: dict[str, Any] = {}  # space id -> SpaceActor (tracker + routers)
         self.groups: dict[str, list[Any]] = {}  # space id -> its RouterGroupActors
-        # which host runs each router, and the routers each host should run
-        self.hosts: dict[str, Any] = {}  # router id -> SpaceActor or RouterGroupActor
+        # the routers each host (SpaceActor or RouterGroupActor) should run
         self.assigned: dict[Any, set[str]] = {}  # host -> router ids
         self.routers: dict[str, RouterConfig] = {}  # the running routers' configs
         self.router_states: dict[str, str] = {}
@@ -112,8 +111,6 @@ class SupervisorHost:
 
     def _assign(self, host: Any, router_ids: list[str]) -> None:
         self.assigned.setdefault(host, set()).update(router_ids)
-        for router_id in router_ids:
-            self.hosts[router_id] = host
 
     def _new_group(self, space_id: str, router_ids: list[str]) -> Any:
         index = len(self.groups[space_id])
@@ -136,7 +133,7 @@ class SupervisorHost:
 
     async def remove_router(self, router_id: str) -> bool:
         """Stop and remove a router at runtime."""
-        host = self.hosts.pop(router_id, None)
+        host = next((h for h, ids in self.assigned.items() if router_id in ids), None)
         if host is None:
             return False
         self.assigned[host].discard(router_id)

@@ -3,6 +3,7 @@ and come back."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -259,43 +260,55 @@ def test_events_survive_a_failed_store_write(ray_cluster: int, tmp_path: Path) -
         site.model_dump(mode="json"), "lab", store, bus
     )
 
-    def step(x: float) -> None:
-        ray.get(tracker.submit.remote(detection(
-            [skeleton("standing", x, 2.5)], time.time(), router_id="r1", space_id="lab"
-        )))
-        time.sleep(0.05)  # the pace of a router's hops
-
     def stored(kind: str) -> list[Any]:
         return [e for e in ray.get(store.query.remote("events_since", 0, 1000)) if e.type == kind]
 
+    # a person walks at a router's pace the whole time (the tracker forgets a person
+    # after a second without detections, and the checks below may wait longer than that)
+    walking = threading.Event()
+    submitted = [0]  # detections whose submit call has returned
+
+    def walk() -> None:
+        while not walking.is_set():
+            x = 1.0 + abs((0.01 * submitted[0]) % 3.0 - 1.5)  # back and forth, 0.2 m/s
+            ray.get(tracker.submit.remote(detection(
+                [skeleton("standing", x, 2.5)], time.time(), router_id="r1", space_id="lab"
+            )))
+            submitted[0] += 1
+            time.sleep(0.05)
+
+    walker = threading.Thread(target=walk, daemon=True)
     try:
         ray.get(tracker.start.remote())
         ray.get(store.ping.remote())
         locker = sqlite3.connect(path, isolation_level=None, timeout=60)
         locker.execute("BEGIN EXCLUSIVE")  # nobody else may write until we end it
         try:
-            for i in range(20):  # a person appears while the store cannot write
-                step(1.0 + 0.05 * i)
+            walker.start()  # a person appears while the store cannot write
             wait_for(lambda: ray.get(tracker.status.remote())["event_store_errors"], DEADLINE_S,
                      "a failed event write")
             assert ray.get(tracker.status.remote())["persons"]
-            # nothing on the hot path waits for the store: frames go on while it cannot write
+            # nothing on the hot path waits for the store: while it cannot write, every
+            # detection is tracked before its submit returns, and frames reach the bus
             first = ray.get(bus.latest_frames.remote())["lab"]["text"]
-            step(1.0)
+            done = submitted[0]
+            status = ray.get(tracker.status.remote())
+            assert done >= 10 and status["steps"] >= done
+            assert status["frames_unpublished"] == 0
             wait_for(lambda: ray.get(bus.latest_frames.remote())["lab"]["text"] != first,
                      DEADLINE_S, "a pose frame while the store is locked")
             assert not stored("person.detected")
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        for i in range(200):  # steps go on; the next write gets through
-            step(2.0 + 0.01 * i)
-            if stored("person.detected"):
-                break
+        # the walk goes on; the writer's next try gets through
         detected = wait_for(lambda: stored("person.detected"), DEADLINE_S, "the kept event")
         assert len(detected) == 1 and detected[0].space_id == "lab"
-        assert ray.get(tracker.status.remote())["events_unsent"] == 0
+        wait_for(lambda: ray.get(tracker.status.remote())["events_unsent"] == 0, DEADLINE_S,
+                 "every kept event written")
     finally:
+        walking.set()
+        walker.join(timeout=DEADLINE_S)
         for actor in (tracker, store, bus):
             ray.kill(actor, no_restart=True)
 
