@@ -133,18 +133,22 @@ def window_features(
     )  # (..., T, L, S) each
     valid = np.any(values != 0, axis=(-3, -2, -1))  # (..., T) packets that arrived
     return _assemble(amplitude, phase, rel, canon, valid, gain_db,
-                     kept_frequencies_hz(subcarriers, bandwidth_mhz, keep, n_out))
+                     kept_frequencies_hz(subcarriers, bandwidth_mhz, keep, n_out), n_tx)
 
 
 def _assemble(
     amplitude: FloatArray, phase: FloatArray, rel: ComplexArray, canon: ComplexArray,
     valid: npt.NDArray[np.bool_], gain_db: npt.ArrayLike | None, subcarrier_hz: FloatArray,
+    n_tx: int,
 ) -> WindowFeatures:
-    """Per-packet arrays (..., T, L, S) of one window -> its features (see WindowFeatures)."""
+    """Per-packet arrays (..., T, L, S) of one window -> its features (see WindowFeatures).
+
+    Links are tx-major over ``n_tx`` transmit streams.
+    """
     mask = valid[..., None, None]  # (..., T, 1, 1)
     amplitude = np.where(mask, amplitude, np.float32(0.0))
     phase = np.where(mask, phase, np.float32(0.0))
-    split = window_dynamic(canon, valid, gain_db=gain_db)
+    split = window_dynamic(canon, valid, gain_db=gain_db, n_tx=n_tx)
     return WindowFeatures(
         amplitude=normalize_window_amplitude(np.swapaxes(amplitude, -3, -2)),  # (..., L, T, S)
         phase=np.ascontiguousarray(np.swapaxes(phase, -3, -2)),
@@ -409,12 +413,12 @@ class Windower:
         gain = ring.gain_db[index]  # (T,)
         reported = bool(np.all(np.isfinite(gain[valid]))) and bool(valid.any())
         assert ring.subcarrier_hz is not None  # set by process()
+        n_tx, n_rx = ring.csi.shape[1], ring.csi.shape[2]
         features = _assemble(
             ring.amplitude[index], ring.phase[index], ring.rel_phasor[index],
             np.where(valid[:, None, None], ring.canon[index], np.complex64(0.0)), valid,
-            np.where(valid, gain, 0.0) if reported else None, ring.subcarrier_hz,
+            np.where(valid, gain, 0.0) if reported else None, ring.subcarrier_hz, n_tx,
         )
-        n_tx, n_rx = ring.csi.shape[1], ring.csi.shape[2]
         tx, rx = link_positions(self.tx_pos_m[:n_tx], self.rx_pos_m[:n_rx])  # (L, 3) each
         carrier_hz = self.carrier_hz or carrier_from_channel(self._newest_channel)
         window = CsiWindow(

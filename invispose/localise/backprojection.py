@@ -9,18 +9,20 @@ component matched to that steering, summed over packets, peaks where the mover i
 Three things make that work on real receivers (``LOCALISATION.md``):
 
 * **Chain calibration.** Each tx/rx chain pair adds a fixed unknown phase θ_l, and the
-  cleaning fit leaves every window in the frame of one packet (a common phase and timing
-  slope over subcarriers). Both are estimated from the static part against the line of
-  sight the geometry predicts (``calibrate_from_static``), then refined from the mover
+  cleaning fit leaves every window in a timing frame of its own (a slope over subcarriers
+  common to all links: CSI is referenced to where packet detection locked). Both are
+  estimated from the static part against the line of sight and first reflections the
+  geometry predicts (``calibrate_from_static``; with measured phases, ``invispose
+  calibrate``, only the slope is fitted per window), then refined from the mover
   itself (``refine_from_mover``): at the first estimate of its position the links must
   agree up to θ_l, so the principal eigenvector of their matched outputs gives θ_l.
-* **What the cleaning fit removed** (per packet: the static pattern times a constant and a
-  linear phase) is projected out of the steering vectors, and each cell is normalised by
-  what is left of its steering norm ‖a'(p)‖²; otherwise cells whose echo looks like the
-  static pattern are under-weighted.
+* **What the cleaning fit removed** (per packet: each transmit stream's static pattern
+  times a constant, and a linear phase) is projected out of the steering vectors, and
+  each cell is normalised by what is left of its steering norm ‖a'(p)‖²; otherwise cells
+  whose echo looks like the static pattern are under-weighted.
 * **A delay-domain gather** keeps it cheap: the subcarrier sum is a function of d alone,
   computed once per link on a fine delay grid and looked up per cell, and the window is
-  reduced to its strongest temporal components (an SVD) first.
+  reduced to its strongest temporal components first.
 
 Arrays: L links, T packets, S subcarriers, G cells, R kept components.
 """
@@ -126,7 +128,8 @@ def image_path_lengths_m(view: RouterView, room_size_m: npt.ArrayLike | None) ->
 
 
 def calibrate_from_static(
-    view: RouterView, room_size_m: npt.ArrayLike | None = None, iterations: int = 6
+    view: RouterView, room_size_m: npt.ArrayLike | None = None, iterations: int = 6,
+    link_phase: FloatArray | None = None,
 ) -> Calibration:
     """Chain phases and the window's timing slope from the static part.
 
@@ -135,7 +138,8 @@ def calibrate_from_static(
     reflections, with one complex amplitude c_p per path shared by the router's links
     (its antennas are centimetres apart). Alternating least squares: c given the phases,
     then the slope (neighbouring subcarriers of all links together) and θ_l per link.
-    Without the room it is the line of sight alone.
+    Without the room it is the line of sight alone. ``link_phase`` (L,): chain phases
+    measured elsewhere, held fixed; only the slope (the window's timing frame) is fitted.
     """
     lengths = image_path_lengths_m(view, room_size_m).astype(np.float64)  # (L, P)
     f = view.subcarrier_hz.astype(np.float64)  # (S,)
@@ -146,14 +150,16 @@ def calibrate_from_static(
     static = view.static.astype(np.complex128)  # (L, S)
     amp: npt.NDArray[np.complexfloating[Any, Any]] = np.zeros(paths.shape[1], np.complex128)
     amp[0] = 1.0  # start from the line of sight alone
-    theta = np.zeros(static.shape[0])
+    fixed = None if link_phase is None else np.asarray(link_phase, np.float64)
+    theta = np.zeros(static.shape[0]) if fixed is None else fixed
     slope = 0.0
     for it in range(max(iterations, 1)):
         model = np.einsum("p,lps->ls", amp, paths)  # (L, S)
         q = static * np.conj(model)  # (L, S) what the phases must explain
         step = np.sum(q[:, 1:] * np.conj(q[:, :-1]))
         slope = float(np.angle(step)) / df if df else 0.0
-        theta = np.angle((q * np.exp(-1j * slope * f)[None]).sum(axis=1))  # (L,)
+        if fixed is None:
+            theta = np.angle((q * np.exp(-1j * slope * f)[None]).sum(axis=1))  # (L,)
         if it == iterations - 1 or paths.shape[1] == 1:
             break
         phases = np.exp(1j * (theta[:, None, None] + slope * f[None, None, :]))  # (L, 1, S)
@@ -209,24 +215,52 @@ def matched(view: RouterView, rows: ComplexArray, lengths_m: FloatArray) -> Comp
     return out
 
 
-def removed_basis(static: ComplexArray, subcarrier_hz: FloatArray) -> ComplexArray:
-    """Orthonormal basis (2, L, S) of what the per-packet cleaning fit removes."""
+def transmit_streams(tx_pos_m: FloatArray) -> int:
+    """Transmit streams of a router's tx-major links (L, 3): runs of one tx position.
+
+    1 unless the links split into equal runs, each of its own position.
+    """
+    n_l = len(tx_pos_m)
+    if n_l < 2:
+        return 1
+    starts = np.flatnonzero(np.any(np.diff(tx_pos_m, axis=0) != 0, axis=1)) + 1  # run starts
+    n_tx = len(starts) + 1
+    if n_l % n_tx or not np.array_equal(starts, np.arange(1, n_tx) * (n_l // n_tx)):
+        return 1
+    if len(np.unique(tx_pos_m, axis=0)) != n_tx:  # a position that comes back: not tx-major
+        return 1
+    return n_tx
+
+
+def removed_basis(
+    static: ComplexArray, subcarrier_hz: FloatArray, n_tx: int = 1
+) -> ComplexArray:
+    """Orthonormal basis (B, L, S) of what the per-packet cleaning fit removes.
+
+    The fit takes a complex factor per transmit stream (its links' static pattern; links
+    tx-major) and one timing slope shared by all links: B = n_tx + 1 vectors.
+    """
     x = subcarrier_hz.astype(np.float64)
     x = (x - x.mean()) / max(float(np.ptp(x)), 1.0)  # (S,)
-    vectors = np.stack([static.reshape(-1), (static * x[None, :]).reshape(-1)], axis=1)
-    q, _ = np.linalg.qr(vectors)  # (L·S, 2)
-    out: ComplexArray = q.T.reshape(2, *static.shape).astype(np.complex64)
+    streams = static.reshape(n_tx, -1, static.shape[-1])  # (A, n_rx, S)
+    own = np.eye(n_tx)[:, :, None, None] * streams[None]  # (A, A, n_rx, S) stream a alone
+    vectors = np.concatenate(
+        [own.reshape(n_tx, -1), (static * x[None, :]).reshape(1, -1)], axis=0
+    ).T  # (L·S, A + 1)
+    q, _ = np.linalg.qr(vectors)  # (L·S, A + 1)
+    out: ComplexArray = q.T.reshape(-1, *static.shape).astype(np.complex64)
     return out
 
 
 def _clean_rows(view: RouterView, calibration: Calibration) -> tuple[ComplexArray, ComplexArray]:
     """The newest packets' strongest components (R, L, S), calibrated, without what the
-    cleaning fit removed, and the orthonormal basis of that (2, L, S)."""
+    cleaning fit removed, and the orthonormal basis of that (B, L, S)."""
     recent = view.dynamic[:, -RECENT_PACKETS:]  # (L, T', S) the newest packets
     rows = temporal_components(calibration.apply(view, recent))  # (R, L, S)
-    basis = removed_basis(calibration.apply(view, view.static), view.subcarrier_hz)
+    basis = removed_basis(calibration.apply(view, view.static), view.subcarrier_hz,
+                          transmit_streams(view.tx_pos_m))
     # what the fit removed is not evidence either way: the data lose it too
-    coeff = np.einsum("bls,rls->rb", basis.conj(), rows)  # (R, 2)
+    coeff = np.einsum("bls,rls->rb", basis.conj(), rows)  # (R, B)
     return rows - np.einsum("rb,bls->rls", coeff, basis), basis
 
 
@@ -284,7 +318,11 @@ def refine_from_mover(
 
 
 def router_calibration(view: RouterView, room_size_m: npt.ArrayLike | None) -> Calibration:
-    """The view's measured chain phases where it has them, else the static estimate."""
+    """The view's measured chain phases where it has them, else the static estimate.
+
+    The window's timing slope always comes from its static part (with the measured
+    phases held): every window has its own frame.
+    """
     if view.link_phase is not None and len(view.link_phase) == view.static.shape[0]:
-        return Calibration(np.asarray(view.link_phase, np.float32), 0.0)
+        return calibrate_from_static(view, room_size_m, link_phase=view.link_phase)
     return calibrate_from_static(view, room_size_m)

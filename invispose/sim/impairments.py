@@ -212,6 +212,20 @@ def timing_phase(
     return out
 
 
+def stream_turns(
+    rng: np.random.Generator, profile: HardwareProfile, n: int, n_t: int, n_tx: int
+) -> C64:
+    """Per-packet phase factor (n, T, n_tx) of each transmit stream from the residual CFO.
+
+    The offset left after the receiver's correction turns the phase between the HT-LTFs
+    that measure successive streams (``HT_LTF_S`` apart); stream 0 is the reference.
+    """
+    cfo_hz = rng.normal(0.0, profile.cfo_residual_hz, (n, n_t))  # (n, T)
+    turn = 2.0 * np.pi * HT_LTF_S * cfo_hz[..., None] * np.arange(n_tx)  # (n, T, A)
+    out: C64 = np.exp(1j * turn).astype(np.complex64)
+    return out
+
+
 def impair(
     rng: np.random.Generator,
     channel: C64,
@@ -259,10 +273,7 @@ def impair(
         rng, power + sigma[:, None] ** 2 * 2.0, profile, device.agc_offset_db, drift_state_db
     )
     if n_tx > 1 and profile.cfo_residual_hz > 0:
-        # residual CFO turns the phase between the HT-LTFs that measure each tx stream
-        cfo_hz = rng.normal(0.0, profile.cfo_residual_hz, (n, n_t))  # (n, T)
-        turn = 2.0 * np.pi * HT_LTF_S * cfo_hz[..., None] * np.arange(n_tx)  # (n, T, A)
-        h = h * np.exp(1j * turn).astype(np.complex64)[..., None, None]
+        h = h * stream_turns(rng, profile, n, n_t, n_tx)[..., None, None]
     h = h * (10.0 ** (gain_db / 20.0)).astype(np.float32)[:, :, None, None, None]
     if quantise:
         limit = float(profile.max_int)

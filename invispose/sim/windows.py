@@ -38,7 +38,13 @@ from invispose.sim.hardware import (
     training_subcarriers,
     with_tx,
 )
-from invispose.sim.impairments import DeviceState, chain_response, impair, packet_times
+from invispose.sim.impairments import (
+    DeviceState,
+    chain_response,
+    impair,
+    packet_times,
+    stream_turns,
+)
 from invispose.sim.layouts import LayoutArrays
 from invispose.sim.motion import Motion, pose_at
 
@@ -248,6 +254,10 @@ def simulate_windows(
             chains = chain_response(device.take(rows, k), offsets_hz).reshape(len(rows), used, -1)
             part = part * (device.ripple[rows, None, None, :]
                            * chains[:, :, None, :])  # (r, L_k, T, S)
+            if k > 1 and profile.cfo_residual_hz > 0:  # each stream's per-packet turn
+                turns = stream_turns(receiver_rng, profile, len(rows), n_t, k)  # (r, T, k)
+                part = part * np.repeat(np.swapaxes(turns, 1, 2), profile.n_rx,
+                                        axis=1)[..., None]  # (r, L_k, T, 1) tx-major
             gen = torch.Generator().manual_seed(int(receiver_rng.integers(0, 2**63 - 1)))
             re, im, gain_db = report_fast(gen, part, windows.snr_db[rows], profile.target_rms,
                                           profile.max_int, profile.agc_drift_db,
@@ -256,7 +266,7 @@ def simulate_windows(
             csi = np.empty(re.shape, dtype=np.complex64)  # (r, L_k, T, S)
             csi.real, csi.imag = re, im
             split = window_dynamic(np.swapaxes(csi, 1, 2), valid[rows],
-                                   gain_db=gain_db if reports_gain else None)
+                                   gain_db=gain_db if reports_gain else None, n_tx=k)
             dyn, stat = split.dynamic, split.static
         amplitude[rows, :used] = amp
         phase[rows, :used] = ph

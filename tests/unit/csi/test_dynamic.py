@@ -156,3 +156,45 @@ def test_the_windower_cuts_what_window_features_computes(rng: np.random.Generato
     np.testing.assert_array_equal(window.subcarrier_hz, want.subcarrier_hz)
     assert window.subcarrier_hz[0] == pytest.approx(-28 * 312_500.0)
     assert window.subcarrier_hz[-1] == pytest.approx(28 * 312_500.0)
+
+
+def stream_turns(rng: np.random.Generator, csi: np.ndarray, n_tx: int, rad: float) -> np.ndarray:
+    """A residual carrier offset's turn: a per-packet phase of each transmit stream (tx-major)."""
+    turn = rng.normal(0.0, rad, (T, n_tx, 1)) * np.arange(n_tx)[None, :, None]  # (T, A, 1)
+    per_link = np.repeat(np.exp(1j * turn), csi.shape[1] // n_tx, axis=1)  # (T, L, 1)
+    return (csi * per_link).astype(np.complex64)
+
+
+def test_each_transmit_streams_per_packet_turn_goes_away(rng: np.random.Generator) -> None:
+    """Residual CFO turns each stream per packet: as strong as a still person's echo."""
+    static, echo = channel(rng, echo_db=-30.0)  # L = 6 links: 2 streams × 3 antennas
+    csi, _ = receiver(rng, static + echo)
+    turned = stream_turns(rng, csi, 2, 0.08)  # an Intel 5300's second stream: ~0.08 rad
+    moving = np.sum(np.abs(echo - echo.mean(axis=0)) ** 2)
+
+    def excess(split: DynamicWindow) -> float:  # dynamic power beyond the echo's, relative
+        return float(np.sum(np.abs(split.dynamic) ** 2) * split.scale**2 / moving)
+
+    shared = window_dynamic(turned, np.ones(T, bool))  # one phase for both streams
+    per_stream = window_dynamic(turned, np.ones(T, bool), n_tx=2)
+    assert excess(shared) > 2.0  # the turn outweighs the echo
+    assert excess(per_stream) < 1.1
+    assert energy_kept(per_stream.dynamic, echo) > 0.8
+    with pytest.raises(ValueError, match="transmit streams"):
+        window_dynamic(turned, np.ones(T, bool), n_tx=4)
+
+
+def test_the_timing_frame_does_not_depend_on_where_packets_were_referenced(
+    rng: np.random.Generator,
+) -> None:
+    """A delay added to every packet (a receiver locking elsewhere) leaves the window alike."""
+    static, echo = channel(rng)
+    csi, _ = receiver(rng, static + echo)
+    x = np.arange(S) - (S - 1) / 2
+    shifted = (csi * np.exp(-1j * 0.3 * x)).astype(np.complex64)  # ~1.5 m more path
+    a = window_dynamic(csi, np.ones(T, bool))
+    b = window_dynamic(shifted, np.ones(T, bool))
+    np.testing.assert_allclose(b.static, a.static, atol=2e-4)
+    np.testing.assert_allclose(b.dynamic, a.dynamic, atol=2e-4)
+    step = np.sum(a.static[:, 1:] * np.conj(a.static[:, :-1]))
+    assert abs(np.angle(step)) < 1e-4  # the frame: the static part's mean step is zero
