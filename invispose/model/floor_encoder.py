@@ -9,6 +9,8 @@ classical localiser answers and learning refines it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,6 +22,15 @@ PEAK_SUPPRESS_CELLS = 2
 def compress(maps: Tensor) -> Tensor:
     """Median-normalised maps (a few to hundreds) to a tame range: log(1 + x)."""
     return torch.log1p(maps.clamp(min=0.0))
+
+
+class MapCells(NamedTuple):
+    """A space window's map cells before the encoder's output layer: the tokens are
+    ``out(features) + position``, kept apart so attention can project them at C wide."""
+
+    features: Tensor  # (B, M·M, C) convolution features per cell, x-major like the grid
+    position: Tensor  # (M·M, D) where each cell is, embedded
+    out: nn.Linear  # C -> D
 
 
 class MapEncoder(nn.Module):
@@ -35,14 +46,22 @@ class MapEncoder(nn.Module):
         self.position = nn.Sequential(nn.Linear(2, d_model), nn.GELU(), nn.Linear(d_model, d_model))
         self.out = nn.Linear(width, d_model)
 
-    def forward(self, maps: Tensor) -> Tensor:
-        """Tokens (B, M·M, D); a cell's token knows its (x, y) as a fraction of the room."""
-        b, _, m, _ = maps.shape
+    def cells(self, maps: Tensor) -> MapCells:
+        """The cells' parts; ``forward`` is their tokens."""
+        m = maps.shape[-1]
         x = compress(maps)  # (B, R, M, M)
         x = torch.cat([x, x.sum(dim=1, keepdim=True)], dim=1)  # (B, R+1, M, M)
         h = self.convs(x)  # (B, C, M, M)
-        h = h.flatten(2).transpose(1, 2)  # (B, M·M, C) x-major like the grid
-        out: Tensor = self.out(h) + self.position(cell_fractions(m, maps.device))[None]
+        return MapCells(
+            features=h.flatten(2).transpose(1, 2),  # (B, M·M, C)
+            position=self.position(cell_fractions(m, maps.device)),  # (M·M, D)
+            out=self.out,
+        )
+
+    def forward(self, maps: Tensor) -> Tensor:
+        """Tokens (B, M·M, D); a cell's token knows its (x, y) as a fraction of the room."""
+        c = self.cells(maps)
+        out: Tensor = c.out(c.features) + c.position[None]
         return out  # (B, M·M, D)
 
 

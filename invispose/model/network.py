@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invispose.errors import ModelError
-from invispose.model.floor_encoder import MapEncoder, map_peaks
+from invispose.model.floor_encoder import MapCells, MapEncoder, map_peaks
 from invispose.model.inputs import MIN_ROOM_EDGE_M, ModelInputs, inputs_from_hops
 from invispose.schemas import (
     ACTIVITIES,
@@ -182,17 +182,53 @@ class Attention(nn.Module):
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: Tensor, memory: Tensor, key_mask: Tensor | None) -> Tensor:
-        """Attend x (B, Q, D) over memory (B, M, D); key_mask (B, M) True = real."""
+    def forward(
+        self, x: Tensor, memory: Tensor, key_mask: Tensor | None, cells: MapCells | None = None,
+    ) -> Tensor:
+        """Attend x (B, Q, D) over memory (B, M, D), and over the map cells when given
+        (every cell is real); key_mask (B, M) True = real."""
         b, n_q, d = x.shape
         n_m = memory.shape[1]
         h = self.n_heads
         q = self.q(x).view(b, n_q, h, d // h).transpose(1, 2)  # (B, H, Q, D/H)
         k, v = self.kv(memory).view(b, n_m, 2, h, d // h).permute(2, 0, 3, 1, 4)  # (B, H, M, D/H)
-        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, Q, D/H)
+        if cells is None:
+            mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, Q, D/H)
+        else:
+            y = self._with_cells(q, k, v, key_mask, cells)
         out: Tensor = self.out(y.transpose(1, 2).reshape(b, n_q, d))  # (B, Q, D)
         return out
+
+    def _with_cells(
+        self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, cells: MapCells,
+    ) -> Tensor:
+        """Attention over memory and the cell tokens out(f) + p, without making the cells'
+        keys and values: kv and out are linear, so a cell's key is f · W_kᵀ + k(p) with
+        W = W_kv · W_out (C wide), and q · key and Σ weight · value reassociate through f.
+        The 576 cells of a window then cost C-wide products per query (four slots) instead
+        of a D → 2D projection per cell, which was most of the model's time. (B, H, Q, D/H)"""
+        h, dh = q.shape[1], q.shape[3]
+        f = cells.features  # (B, N, C)
+        w = (self.kv.weight @ cells.out.weight).view(2, h, dh, -1)  # (2, H, D/H, C)
+        base = self.kv(cells.position + cells.out.bias)  # (N, 2D)
+        base_k, base_v = base.view(-1, 2, h, dh).permute(1, 2, 0, 3)  # (H, N, D/H)
+        scale = dh ** -0.5
+        scores_m = torch.matmul(q, k.transpose(-1, -2))  # (B, H, Q, M)
+        if key_mask is not None:
+            scores_m = scores_m.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        b, n_q, n = q.shape[0], q.shape[2], f.shape[1]
+        q_f = torch.einsum("bhqd,hdc->bhqc", q, w[0]).reshape(b, h * n_q, -1)  # (B, H·Q, C)
+        q_h = q.transpose(0, 1).reshape(h, b * n_q, dh)  # (H, B·Q, D/H)
+        scores_c = torch.bmm(q_f, f.transpose(1, 2)).view(b, h, n_q, n) + torch.bmm(
+            q_h, base_k.transpose(1, 2)).view(h, b, n_q, n).transpose(0, 1)  # (B, H, Q, N)
+        p = torch.softmax(torch.cat([scores_m, scores_c], dim=-1) * scale, dim=-1)
+        p_m, p_c = torch.split(p, [k.shape[2], n], dim=-1)  # (B, H, Q, M), (B, H, Q, N)
+        p_f = torch.bmm(p_c.reshape(b, h * n_q, n), f).view(b, h, n_q, -1)  # (B, H, Q, C)
+        y: Tensor = (torch.matmul(p_m, v) + torch.einsum("bhqc,hdc->bhqd", p_f, w[1])
+                     + torch.bmm(p_c.transpose(0, 1).reshape(h, b * n_q, n), base_v)
+                     .view(h, b, n_q, dh).transpose(0, 1))  # (B, H, Q, D/H)
+        return y
 
 
 class Block(nn.Module):
@@ -217,12 +253,13 @@ class Block(nn.Module):
         x_mask: Tensor | None,
         memory: Tensor | None = None,
         memory_mask: Tensor | None = None,
+        cells: MapCells | None = None,
     ) -> Tensor:
-        """x (B, Q, D) → (B, Q, D); memory (B, M, D) for cross-attention."""
+        """x (B, Q, D) → (B, Q, D); memory (B, M, D) and map cells for cross-attention."""
         y = self.norm_self(x)
         x = x + self.drop(self.self_attn(y, y, x_mask))
         if self.cross_attn is not None and self.norm_cross is not None and memory is not None:
-            x = x + self.drop(self.cross_attn(self.norm_cross(x), memory, memory_mask))
+            x = x + self.drop(self.cross_attn(self.norm_cross(x), memory, memory_mask, cells))
         out: Tensor = x + self.drop(self.mlp(self.norm_mlp(x)))
         return out
 
@@ -294,18 +331,13 @@ class PoseNet(nn.Module):
         memory_mask = x.link_mask  # (B, L)
 
         slots = self.queries[None].expand(b, -1, -1)  # (B, K, D)
-        anchor_xy = None
+        anchor_xy, cells = None, None
         if self.cfg.space_inputs:
-            cells = self.map_encoder(x.floor_maps)  # (B, M·M, D)
-            memory = torch.cat([memory, cells], dim=1)  # (B, L + M·M, D)
-            memory_mask = torch.cat(
-                [memory_mask, torch.ones(cells.shape[:2], dtype=torch.bool, device=cells.device)],
-                dim=1,
-            )
+            cells = self.map_encoder.cells(x.floor_maps)  # the M·M cell tokens, in parts
             anchor_xy, strength = map_peaks(x.floor_maps, self.cfg.max_persons)  # (B, K, 2)
             slots = slots + self.anchor(torch.cat([anchor_xy, strength[..., None]], dim=-1))
         for block in self.decoder:
-            slots = block(slots, None, memory, memory_mask)  # (B, K, D)
+            slots = block(slots, None, memory, memory_mask, cells)  # (B, K, D)
         slots = self.slot_norm(slots)  # (B, K, D)
 
         # Heads in float32 even under bf16 autocast: bf16 resolves 10 m only to ~4 cm.

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from invispose.errors import ModelError
+from invispose.model.floor_encoder import MapEncoder
 from invispose.model.inputs import inputs_from_batch, inputs_from_hops, inputs_from_windows
-from invispose.model.network import PoseNet, PoseNetConfig, count_parameters
+from invispose.model.network import Attention, PoseNet, PoseNetConfig, count_parameters
 from invispose.schemas import CsiWindow, Detection, WindowBatch
 
 SMALL = PoseNetConfig(
@@ -156,3 +157,27 @@ def test_untrained_space_slots_start_at_the_map_peaks(rng: np.random.Generator) 
     want = torch.tensor([(18 + 0.5) / 24 * 6.0, (5 + 0.5) / 24 * 5.0])
     torch.testing.assert_close(hip[0, :2], want)
     assert not torch.allclose(hip[1, :2], want)  # the next slot starts elsewhere
+
+
+def test_attention_over_map_cells_equals_attention_over_their_tokens() -> None:
+    # the decoder reads the 576 map cells through their C-wide features (kv and the map
+    # encoder's output layer reassociated); that must be attention over the tokens themselves,
+    # in value and in every gradient, padded memory keys ignored
+    torch.manual_seed(0)
+    attn, encoder = Attention(64, 4), MapEncoder(4, 64)
+    x = torch.randn(3, 4, 64)  # (B, Q, D)
+    memory = torch.randn(3, 5, 64)  # (B, M, D)
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 2:] = False
+    maps = torch.rand(3, 4, 24, 24) * 3
+    tokens = encoder(maps)  # (B, M·M, D)
+    explicit = attn(x, torch.cat([memory, tokens], 1),
+                    torch.cat([mask, torch.ones(3, tokens.shape[1], dtype=torch.bool)], 1))
+    explicit.square().sum().backward()
+    want = [p.grad.clone() for p in (*attn.parameters(), *encoder.parameters())]
+    attn.zero_grad(), encoder.zero_grad()
+    folded = attn(x, memory, mask, encoder.cells(maps))
+    folded.square().sum().backward()
+    torch.testing.assert_close(folded, explicit, atol=1e-5, rtol=1e-4)
+    for got, expected in zip((*attn.parameters(), *encoder.parameters()), want, strict=True):
+        torch.testing.assert_close(got.grad, expected, atol=1e-4, rtol=1e-3)
