@@ -17,6 +17,7 @@ from invispose.model.evaluate import (
 )
 from invispose.model.train import load_train_config, train
 from invispose.output import print_json
+from invispose.threads import limit_threads
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p_eval.add_argument("--batch-size", type=int, default=64, help="windows per forward pass")
     p_eval.add_argument("--device", default="cpu", help="cpu or cuda")
+    p_eval.add_argument(
+        "--threads", type=int, default=0,
+        help="compute threads (torch and numpy's BLAS); default: the libraries' own choice",
+    )
     p_eval.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p_eval.set_defaults(func=run_eval)
 
@@ -106,6 +111,11 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.windows < 1:
         print("error: --windows must be at least 1", file=sys.stderr)
         return 2
+    if args.threads < 0:
+        print("error: --threads must be at least 0", file=sys.stderr)
+        return 2
+    if args.threads:
+        limit_threads(args.threads)
     try:
         evaluation = evaluate_checkpoint(
             args.checkpoint, args.split, args.seed, args.windows, args.device, args.batch_size,

@@ -34,6 +34,7 @@ from invispose.model.loss import LossWeights, set_loss, targets_from_batch
 from invispose.model.metrics import MeanPoseStats
 from invispose.model.network import PoseNet, PoseNetConfig, count_parameters
 from invispose.schemas import MAX_PERSONS, WindowBatch
+from invispose.threads import limit_threads, single_threaded
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,8 @@ class SimulatorSource:
         self.depth = max(data.prefetch_depth, data.workers)
         # spawn, not fork: forking a process that already runs torch threads can deadlock
         self.pool = (
-            ProcessPoolExecutor(data.workers, mp_context=get_context("spawn"))
+            ProcessPoolExecutor(data.workers, mp_context=get_context("spawn"),
+                                initializer=single_threaded)
             if data.workers
             else None
         )
@@ -324,7 +326,7 @@ def train(
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+        limit_threads(cfg.num_threads)  # torch and numpy's BLAS (validation data, matching)
     device = resolve_device(cfg.device)
     model = PoseNet(cfg.network_config()).to(device)
     weights = cfg.loss_weights()

@@ -27,16 +27,11 @@ import numpy as np
 
 from invispose.schemas import WindowBatch
 from invispose.sim.dataset import ARRAY_FIELDS, generate_batch
+from invispose.threads import single_threaded
 
 Layout = list[tuple[str, str, tuple[int, ...], int]]  # field, dtype, shape, byte offset
 _ALIGN = 64
 SHM_DIR = Path("/dev/shm")  # where POSIX shared memory segments appear (Linux)
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _batch_to_shm(
@@ -102,7 +97,7 @@ def parallel_batches(
     """Batches of ``split`` with seeds ``seed * 1_000_003 + i``, forever if n_batches is None."""
     base = int(seed) * 1_000_003
     ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=single_threaded) as pool:
         pending: deque[Future[tuple[str, Layout, list[str]]]] = deque()
         issued = 0
 

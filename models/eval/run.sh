@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ckpt=${1:-models/invispose-space.pt}
 out=models/eval
-ev() { .venv/bin/invispose eval --checkpoint "$ckpt" --seed 7 --json "$@"; }
+ev() { .venv/bin/invispose eval --checkpoint "$ckpt" --seed 7 --threads 1 --json "$@"; }
 for s in same-layout cross-layout cross-hardware; do
   ev --split $s --windows 600 > $out/$s.json &
   [ "$s" = cross-layout ] && wait
