@@ -116,6 +116,7 @@ def load_model(path: str | os.PathLike[str], device: torch.device | str = "cpu")
         model = PoseNet(PoseNetConfig.from_dict(hyper))
         state = dict(payload["model"])
         state.setdefault("presence_offset", torch.zeros(()))  # written before calibration
+        state.setdefault("fall_offset", torch.zeros(()))  # written before falls were calibrated
         model.load_state_dict(state, strict=True)
     except ModelError as exc:
         raise ModelError(f"checkpoint {source}: {exc}") from exc

@@ -11,6 +11,7 @@ from invispose.errors import InvisPoseError
 from invispose.model.checkpoint import DEFAULT_CHECKPOINT, LoadedModel, export_checkpoint
 from invispose.model.evaluate import (
     EVAL_SPLITS,
+    calibrate_falls,
     calibrate_presence,
     evaluate_checkpoint,
     simulator_generate,
@@ -84,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p_export.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT, help="file to write")
     p_export.add_argument(
         "--calibrate-presence", type=int, default=0, metavar="N",
-        help="choose the presence threshold on N val windows (seed 1) for the best count",
+        help="choose the presence threshold on N val windows (seed 1) for the best count, "
+        "then the fall threshold for the best fall F1",
     )
     p_export.set_defaults(func=run_export)
 
@@ -154,6 +156,7 @@ def run_export(args: argparse.Namespace) -> int:
             val = simulator_generate()("val", 1, args.calibrate_presence, floor_maps=space,
                                        calibrated_rad=calibrated_rad)
             return {"presence_threshold": calibrate_presence(loaded.model, val),
+                    "fall_threshold": calibrate_falls(loaded.model, val),
                     "presence_calibration_windows": args.calibrate_presence,
                     "trained_calibrated_rad": calibrated_rad}
 

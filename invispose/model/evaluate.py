@@ -31,7 +31,12 @@ from invispose.localise.classical import ClassicalEstimator
 from invispose.model.checkpoint import DEFAULT_CHECKPOINT, load_model
 from invispose.model.inputs import inputs_from_batch
 from invispose.model.location_metrics import LocationAccumulator
-from invispose.model.metrics import MeanPoseStats, MetricAccumulator, Projection
+from invispose.model.metrics import (
+    PRESENCE_THRESHOLD,
+    MeanPoseStats,
+    MetricAccumulator,
+    Projection,
+)
 from invispose.model.network import PoseNet
 from invispose.schemas import MAX_PERSONS, MAX_ROUTERS, FloatArray, WindowBatch
 
@@ -191,6 +196,47 @@ def calibrate_presence(model: PoseNet, batch: WindowBatch, batch_size: int = 64)
         offset.add_(float(np.log(best / (1.0 - best))))
     logger.info("presence threshold %.2f: count accuracy %.3f on %d windows (at 0.5: %.3f)",
                 best, max(accuracy), len(batch), accuracy[45])
+    return best
+
+
+#: a fall alarm is right at least this often on validation, or none is calibrated
+FALL_MIN_PRECISION = 0.5
+
+
+def calibrate_falls(model: PoseNet, batch: WindowBatch, batch_size: int = 64) -> float:
+    """Set the model's fall offset so that 0.5 is the threshold that finds the most windows
+    with a fall among the reported persons (as the metrics count them) while at least
+    ``FALL_MIN_PRECISION`` of its alarms are right, on ``batch`` (validation windows,
+    presence already calibrated); returns that threshold on the old scale, 0.5 (offset
+    unchanged) when no threshold is that precise. The trained fall head is cautious (its
+    probabilities stay far below 0.5), so uncalibrated it reports no fall at all."""
+    presence, _, fall = predict_arrays(model, batch, batch_size=batch_size)  # (N, K)
+    truth = np.asarray((batch.falling & batch.person_mask).any(1))  # (N,)
+    best = best_fall_threshold(presence, fall, truth)
+    offset = model.fall_offset
+    assert isinstance(offset, torch.Tensor)
+    with torch.no_grad():
+        offset.add_(float(np.log(best / (1.0 - best))))
+    logger.info("fall threshold %.2f on %d windows, %d with a fall",
+                best, len(batch), int(truth.sum()))
+    return best
+
+
+def best_fall_threshold(presence: FloatArray, fall: FloatArray, truth: np.ndarray) -> float:
+    """The fall probability threshold of the best recall at precision ≥ FALL_MIN_PRECISION
+    (of equal recall, the highest threshold), or 0.5 where none is that precise. A window
+    is flagged when a reported person (presence (N, K) ≥ 0.5) has fall (N, K) ≥ it;
+    truth (N,) says which windows hold a fall."""
+    score = np.where(presence >= PRESENCE_THRESHOLD, fall, 0.0).max(1)  # (N,)
+    best, best_recall = 0.5, 0.0
+    for t in np.round(np.linspace(0.01, 0.95, 95), 2):
+        flagged = score >= t
+        hits = int((flagged & truth).sum())
+        if not hits or hits < FALL_MIN_PRECISION * int(flagged.sum()):
+            continue
+        recall = hits / max(int(truth.sum()), 1)
+        if recall >= best_recall:
+            best, best_recall = float(t), recall
     return best
 
 

@@ -305,6 +305,9 @@ class PoseNet(nn.Module):
         # subtracted from the presence logits: set on validation (``calibrate_presence``)
         # so that 0.5 is the threshold that counts people best
         self.register_buffer("presence_offset", torch.zeros(()))
+        # subtracted from the fall logits: set on validation (``calibrate_falls``) so that
+        # 0.5 is the threshold that reports falls best (F1)
+        self.register_buffer("fall_offset", torch.zeros(()))
 
     def forward(self, x: ModelInputs) -> PoseOutput:
         """Predict K person slots per window."""
@@ -356,7 +359,7 @@ class PoseNet(nn.Module):
                 - self.presence_offset,  # (B, K)
                 keypoints_m=centre_m[:, :, None, :] + offsets_m,  # (B, K, J, 3)
                 conf_logit=self.conf_head(slots),  # (B, K, J)
-                fall_logit=self.fall_head(slots).squeeze(-1),  # (B, K)
+                fall_logit=self.fall_head(slots).squeeze(-1) - self.fall_offset,  # (B, K)
                 activity_logit=self.activity_head(slots),  # (B, K, A)
             )
 

@@ -11,8 +11,8 @@ import json, numpy, torch
 from threadpoolctl import threadpool_info
 from invispose.threads import limit_threads
 limit_threads(1)
-print(json.dumps({"torch": torch.get_num_threads(),
-                  "blas": [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]}))
+blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+print(json.dumps({"torch": torch.get_num_threads(), "blas": blas}))
 """
 
 

@@ -17,6 +17,8 @@ from invispose.model.checkpoint import save_checkpoint
 from invispose.model.commands import register
 from invispose.model.evaluate import (
     Evaluation,
+    best_fall_threshold,
+    calibrate_falls,
     calibrate_presence,
     evaluate_batches,
     evaluate_checkpoint,
@@ -140,3 +142,41 @@ def test_presence_calibration_picks_the_threshold_that_counts_best(
     presence, _, _ = predict_arrays(model, batch)
     assert float(np.mean((presence >= 0.5).sum(1) == truth)) == pytest.approx(np.mean(truth == 0))
     assert float(model.presence_offset) == pytest.approx(np.log(threshold / (1 - threshold)))
+
+
+def test_best_fall_threshold_separates_fall_windows() -> None:
+    presence = np.array([[0.9, 0.1], [0.9, 0.9], [0.2, 0.9], [0.9, 0.1]])  # (N, K)
+    fall = np.array([[0.27, 0.6], [0.12, 0.13], [0.9, 0.25], [0.12, 0.1]])
+    truth = np.array([True, False, True, False])
+    # only reported persons count: window 0's 0.6 and window 2's 0.9 are absent slots;
+    # every threshold in (0.13, 0.25] finds both falls with no false alarm: the highest
+    assert best_fall_threshold(presence, fall, truth) == pytest.approx(0.25)
+    # window 1 falls too: 0.13 finds it as well, at precision 3/3 (window 3 stays below)
+    assert best_fall_threshold(presence, fall, np.array([True, True, True, False])) == 0.13
+
+
+def test_fall_calibration_moves_the_threshold_to_where_falls_are_reported(
+    make_batch: Callable[..., WindowBatch],
+) -> None:
+    torch.manual_seed(0)
+    model = PoseNet(SMALL)
+    batch = make_batch(8, 48)
+    batch.person_mask[:, 0] = True
+    batch.falling[:] = False
+    batch.falling[:, 0] = np.arange(len(batch)) % 3 > 0  # two thirds of the windows: a fall
+    with torch.no_grad():  # everyone present, every fall probability 0.125: none at 0.5
+        model.presence_head.weight.zero_()
+        model.presence_head.bias.fill_(4.0)
+        model.fall_head.weight.zero_()
+        model.fall_head.bias.fill_(float(np.log(0.125 / 0.875)))
+    # scores that cannot tell the windows apart: an alarm on every window is right 2/3 of
+    # the time, precise enough, and finds every fall
+    threshold = calibrate_falls(model, batch)
+    assert threshold == pytest.approx(0.12)
+    presence, _, fall = predict_arrays(model, batch)
+    assert np.all((presence >= 0.5) & (fall >= 0.5))
+    assert float(model.fall_offset) == pytest.approx(np.log(threshold / (1 - threshold)))
+    # one fall in three: no threshold is precise enough, the offset stays where it is
+    batch.falling[:, 0] = np.arange(len(batch)) % 3 == 0
+    assert calibrate_falls(model, batch) == 0.5
+    assert float(model.fall_offset) == pytest.approx(np.log(threshold / (1 - threshold)))
