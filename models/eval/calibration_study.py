@@ -7,7 +7,7 @@ the hip centre. Phases: `static` (estimated per window from the static channel),
 ``CAL_S`` seconds at the known positions; scored, like the others, on the second half).
 
 Usage: .venv/bin/python models/eval/calibration_study.py WIDTH DEPTH SEED
-(measured: 5 4 1 -> static 0.23, true 0.14, measured 0.19 m; 8 6 2 -> 2.36, 0.26, 0.33 m)
+(measured: 5 4 1 -> static 0.51, true 0.12, measured 0.19 m; 8 6 2 -> 1.85, 0.20, 0.38 m)
 """
 
 from __future__ import annotations
