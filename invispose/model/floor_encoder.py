@@ -24,6 +24,22 @@ def compress(maps: Tensor) -> Tensor:
     return torch.log1p(maps.clamp(min=0.0))
 
 
+WeightsKey = tuple[tuple[int, int], ...]
+
+
+def weights_key(*modules: nn.Module) -> WeightsKey | None:
+    """What identifies the modules' parameter values now (storage and in-place version of
+    each), or None where a result must not be reused: gradients recorded, or autocast on.
+
+    What depends on weights alone (the cells' embedded positions, their key/value bases)
+    is then computed once per set of weights at inference instead of on every forward.
+    """
+    params = [p for m in modules for p in m.parameters()]
+    if torch.is_grad_enabled() or not params or torch.is_autocast_enabled(params[0].device.type):
+        return None
+    return tuple((p.data_ptr(), p._version) for p in params)
+
+
 class MapCells(NamedTuple):
     """A space window's map cells before the encoder's output layer: the tokens are
     ``out(features) + position``, kept apart so attention can project them at C wide."""
@@ -31,6 +47,7 @@ class MapCells(NamedTuple):
     features: Tensor  # (B, M·M, C) convolution features per cell, x-major like the grid
     position: Tensor  # (M·M, D) where each cell is, embedded
     out: nn.Linear  # C -> D
+    key: tuple[object, ...] | None  # identifies position and out for reuse, None: do not
 
 
 class MapEncoder(nn.Module):
@@ -45,6 +62,7 @@ class MapEncoder(nn.Module):
         )
         self.position = nn.Sequential(nn.Linear(2, d_model), nn.GELU(), nn.Linear(d_model, d_model))
         self.out = nn.Linear(width, d_model)
+        self._positions: tuple[object, Tensor] | None = None  # (key, (M·M, D)) at inference
 
     def cells(self, maps: Tensor) -> MapCells:
         """The cells' parts; ``forward`` is their tokens."""
@@ -52,10 +70,18 @@ class MapEncoder(nn.Module):
         x = compress(maps)  # (B, R, M, M)
         x = torch.cat([x, x.sum(dim=1, keepdim=True)], dim=1)  # (B, R+1, M, M)
         h = self.convs(x)  # (B, C, M, M)
+        weights = weights_key(self.position, self.out)
+        key = None if weights is None else (m, str(maps.device), weights)
+        if key is not None and self._positions is not None and self._positions[0] == key:
+            position = self._positions[1]
+        else:
+            position = self.position(cell_fractions(m, maps.device))  # (M·M, D)
+            self._positions = None if key is None else (key, position)
         return MapCells(
             features=h.flatten(2).transpose(1, 2),  # (B, M·M, C)
-            position=self.position(cell_fractions(m, maps.device)),  # (M·M, D)
+            position=position,
             out=self.out,
+            key=key,
         )
 
     def forward(self, maps: Tensor) -> Tensor:

@@ -181,3 +181,31 @@ def test_attention_over_map_cells_equals_attention_over_their_tokens() -> None:
     torch.testing.assert_close(folded, explicit, atol=1e-5, rtol=1e-4)
     for got, expected in zip((*attn.parameters(), *encoder.parameters()), want, strict=True):
         torch.testing.assert_close(got.grad, expected, atol=1e-4, rtol=1e-3)
+
+
+def test_weights_only_parts_are_reused_at_inference_and_follow_new_weights(
+    rng: np.random.Generator,
+) -> None:
+    # the cells' positions and key/value bases are computed once per set of weights at
+    # inference; a reused one must equal a fresh computation, and change with the weights
+    torch.manual_seed(0)
+    model = PoseNet(SPACE).eval()
+    inputs = inputs_from_hops([[window(rng, 9)]], floor_maps=False)
+    inputs.floor_maps = torch.rand_like(inputs.floor_maps) * 3
+
+    def fresh() -> torch.Tensor:
+        with torch.enable_grad():  # nothing is reused while gradients are recorded
+            return model(inputs).keypoints_m.detach()
+
+    with torch.inference_mode():
+        first = model(inputs).keypoints_m
+        again = model(inputs).keypoints_m  # reuses both
+    torch.testing.assert_close(first, fresh())
+    torch.testing.assert_close(again, first)
+    with torch.no_grad():
+        model.map_encoder.position[0].weight.mul_(1.5)  # new weights, in place
+        model.decoder[0].cross_attn.kv.bias.add_(0.3)
+    with torch.inference_mode():
+        changed = model(inputs).keypoints_m
+    torch.testing.assert_close(changed, fresh())
+    assert not torch.allclose(changed, first)
