@@ -75,6 +75,7 @@ class Tracker:
         match_distance_m: float = 0.7,
         max_gate_m: float = 1.5,
         confirm_hits: int = 3,
+        confirm_s: float = 0.5,
         lost_after_s: float = 1.0,
         keypoint_alpha: float = 0.5,
         ankle_min_conf: float = 0.3,
@@ -96,6 +97,9 @@ class Tracker:
         self.match_distance_m = match_distance_m  # gate of a well-tracked person
         self.max_gate_m = max_gate_m  # gate of a person unseen for a while
         self.confirm_hits = confirm_hits  # consecutive observations before an id is given
+        # ... spanning at least this long: at 20 hops/s three hits are 0.1 s, and a slot that
+        # wanders for a few hops became a person (32 ids for 2 people in the demo's 40 s)
+        self.confirm_s = confirm_s
         self.lost_after_s = lost_after_s  # an id survives this long without observations
         self.keypoint_alpha = keypoint_alpha  # smoothing of keypoints around the centre
         self.ankle_min_conf = ankle_min_conf  # ankles below this: zones use the hip centre
@@ -197,7 +201,8 @@ class Tracker:
 
         new_ids: set[str] = set()
         for tr in tracks:
-            if not tr.confirmed and tr.hits >= self.confirm_hits:
+            if (not tr.confirmed and tr.hits >= self.confirm_hits
+                    and tr.last_seen_s - tr.first_seen_s >= self.confirm_s - 1e-9):
                 tr.person_id = f"person_{self._next_person}"
                 self._next_person += 1
                 new_ids.add(tr.person_id)

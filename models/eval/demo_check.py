@@ -1,8 +1,8 @@
 """The demo room offline: the shipped estimator on 40 s of `configs/default.yaml`'s scene.
 
 Every simulated router of the config streams its frames through the runtime's Windower;
-each hop's windows go to the estimator together, as the space host sends them, and its
-detection to the space's Tracker. Prints, for the estimator's detections and for the
+every `model.hop_s` (the runtime's hop) the hop's windows go to the estimator together, as
+the space host sends them, and its detection to the space's Tracker. Prints, for the estimator's detections and for the
 tracker's published persons (what `make run` shows): the hip error (the c most present
 slots, or the c first persons, matched to the c people, as in the evaluation), the same
 for the room centre, and how often the reported count is right.
@@ -24,7 +24,6 @@ from invispose.model.checkpoint import DEFAULT_CHECKPOINT, load_model
 from invispose.sim.live import SimulatedStream
 from invispose.tracking.tracker import Tracker
 
-HOP_S = 0.25
 DURATION_S = 40.0
 TRACK_SETTLE_S = 3.0  # tracks need a few hops to be confirmed
 
@@ -62,23 +61,24 @@ def main(config: str = "configs/default.yaml", checkpoint: str = str(DEFAULT_CHE
     centre = np.asarray(space.size_m[:2]) / 2
     errors, centre_errors, right = [], [], []
     tracked_errors, tracked_right, tracked_counts = [], [], []
-    for t in np.arange(0.0, DURATION_S, HOP_S):
+    hop_s = site.model.hop_s  # the runtime's hop: what the tracker sees in `make run`
+    for t in np.arange(0.0, DURATION_S, hop_s):
         hop = []
         for rid, scene in scenes.items():
-            for frame in scene.frames(rid, t, t + HOP_S):
+            for frame in scene.frames(rid, t, t + hop_s):
                 windowers[rid].push(frame)
             hop.append(windowers[rid].make_window())
         if t < 1.0:
             continue  # the first windows are not full yet
         det = estimator.detect(hop) if estimator else model.predict_hops([hop])[0][0]  # type: ignore[union-attr]
         truth = np.array([p.keypoints_m[[11, 12]].mean(0)[:2]
-                          for p in next(iter(scenes.values())).ground_truth(t + HOP_S)])
+                          for p in next(iter(scenes.values())).ground_truth(t + hop_s)])
         hips = det.keypoints_m[:, [11, 12]].mean(axis=1)[:, :2]  # (K, 2)
         errors += matched_errors(hips[np.argsort(-det.presence, kind="stable")[: len(truth)]],
                                  truth)
         centre_errors += np.linalg.norm(truth - centre, axis=1).tolist()
         right.append(int((det.presence >= 0.5).sum()) == len(truth))
-        persons = tracker.update([det], now_s=float(t + HOP_S)).pose_frame.persons
+        persons = tracker.update([det], now_s=float(t + hop_s)).pose_frame.persons
         if t >= TRACK_SETTLE_S:
             tracked_errors += matched_errors(tracked_hips(persons)[: len(truth)], truth)
             tracked_right.append(len(persons) == len(truth))

@@ -22,7 +22,7 @@ def _standing_at(x: float, y: float):  # type: ignore[no-untyped-def]
 
 
 def test_a_person_is_reported_after_consecutive_hits_with_one_detected_event() -> None:
-    tracker = Tracker(space=space(), confirm_hits=3)
+    tracker = Tracker(space=space(), confirm_s=0.0, confirm_hits=3)
     ups = play(tracker, _standing_at(2.0, 2.0), 1000.0, 1.0)
     assert [len(u.pose_frame.persons) for u in ups[:4]] == [0, 0, 1, 1]
     detected = events_of(ups, ev.PERSON_DETECTED)
@@ -30,6 +30,21 @@ def test_a_person_is_reported_after_consecutive_hits_with_one_detected_event() -
     data = detected[0].data
     assert data["person_id"] == "person_1" and data["activity"] == "standing"
     assert data["timestamp"].endswith("Z") and 0.0 <= data["location"]["x"] <= 1.0
+
+
+def test_an_id_needs_half_a_second_of_observations_whatever_the_hop_rate() -> None:
+    # at 20 hops/s three hits are 0.1 s: a slot that wandered for a few hops became a person
+    for rate_hz, first in ((20.0, 10), (4.0, 2)):
+        ups = play(Tracker(space=space()), _standing_at(2.0, 2.0), 0.0, 1.0, rate_hz=rate_hz)
+        counts = [len(u.pose_frame.persons) for u in ups]
+        assert counts.index(1) == first, (rate_hz, counts)
+
+    def wanderer(t: float) -> list[np.ndarray]:  # six hops (0.3 s) in every second
+        return [skeleton("standing", 4.0, 3.0)] if round(t * 20) % 20 < 6 else []
+
+    assert not any(u.pose_frame.persons for u in play(Tracker(space=space()), wanderer, 0.0, 3.0))
+    quick = play(Tracker(space=space(), confirm_s=0.0), wanderer, 0.0, 3.0)
+    assert any(u.pose_frame.persons for u in quick)  # what the hit count alone let through
 
 
 def test_a_single_spurious_detection_is_never_reported() -> None:
@@ -44,7 +59,7 @@ def test_a_single_spurious_detection_is_never_reported() -> None:
 
 
 def test_ids_survive_crossing_paths() -> None:
-    tracker = Tracker(space=space())
+    tracker = Tracker(space=space(), confirm_s=0.0)
 
     def crossing(t: float) -> list[np.ndarray]:
         # two people walk diagonally across the room at 1 m/s and pass 0.3 m apart
@@ -64,7 +79,7 @@ def test_ids_survive_crossing_paths() -> None:
 
 
 def test_ids_survive_short_gaps_and_are_lost_after_lost_after_s() -> None:
-    tracker = Tracker(space=space(), lost_after_s=1.0)
+    tracker = Tracker(space=space(), confirm_s=0.0, lost_after_s=1.0)
     play(tracker, _standing_at(2.0, 2.0), 0.0, 1.0)
     gap = play(tracker, lambda t: [], 1.0, 0.8)  # 0.8 s without detections
     assert all(u.pose_frame.persons[0].id == "person_1" for u in gap)
@@ -101,7 +116,7 @@ def test_two_routers_seeing_one_person_report_one_person() -> None:
 
 
 def test_pose_frame_validates_with_the_seed_shape() -> None:
-    tracker = Tracker(space=space())
+    tracker = Tracker(space=space(), confirm_s=0.0)
     ups = play(
         tracker,
         lambda t: [skeleton("standing", 2.0, 2.0), skeleton("lying", 4.0, 3.0)],
@@ -137,7 +152,7 @@ def test_pose_frame_validates_with_the_seed_shape() -> None:
 
 
 def test_floor_view_is_top_down() -> None:
-    tracker = Tracker(space=space("floor"))
+    tracker = Tracker(space=space("floor"), confirm_s=0.0)
     ups = play(tracker, _standing_at(3.0, 1.0), 0.0, 0.5)
     nose = ups[-1].pose_frame.persons[0].keypoints[0]
     assert nose.x == pytest.approx(3.0 / 6.0, abs=1e-3)
@@ -146,7 +161,7 @@ def test_floor_view_is_top_down() -> None:
 
 def test_snapshot_restore_keeps_ids_counters_and_zones() -> None:
     desk = square_zone("desk", 0.0, 0.0, 3.0, 5.0)
-    tracker = Tracker(space=space(), zones=[desk])
+    tracker = Tracker(space=space(), confirm_s=0.0, zones=[desk])
     play(tracker, _standing_at(4.0, 4.0), 0.0, 0.5)  # person_1, later lost
     play(tracker, lambda t: [], 0.5, 1.5)
 
@@ -158,7 +173,7 @@ def test_snapshot_restore_keeps_ids_counters_and_zones() -> None:
     assert ids == ["person_2", "person_3"]
     snap = json.loads(json.dumps(tracker.snapshot()))  # JSON round trip
 
-    restored = Tracker(space=space(), zones=[desk])
+    restored = Tracker(space=space(), confirm_s=0.0, zones=[desk])
     restored.restore(snap)
     assert restored.snapshot() == snap
     # the host was down for 5 s; the same people are still there
@@ -185,7 +200,7 @@ def test_restore_rejects_foreign_or_broken_snapshots() -> None:
 
 
 def test_time_never_runs_backwards() -> None:
-    tracker = Tracker(space=space())
+    tracker = Tracker(space=space(), confirm_s=0.0)
     play(tracker, _standing_at(2.0, 2.0), 10.0, 0.5)
     late = tracker.update([detection([skeleton("standing", 2.0, 2.0)], 9.0, "r1")], 9.0)
     assert [p.id for p in late.pose_frame.persons] == ["person_1"]
@@ -215,7 +230,7 @@ def test_from_config_takes_the_space_and_its_zones() -> None:
 
 
 def test_garbage_slots_are_skipped_without_taking_the_step_down() -> None:
-    tracker = Tracker(space=space())
+    tracker = Tracker(space=space(), confirm_s=0.0)
     for k in range(5):
         people = [skeleton("standing", 2.0, 2.0), skeleton("standing", 4.0, 2.0)]
         det = detection(people, k * 0.05, "r1")

@@ -86,7 +86,7 @@ def test_entering_and_leaving_a_zone() -> None:
 
 def test_standing_on_a_border_does_not_flicker() -> None:
     desk = square_zone("desk", 2.0, 1.0, 4.0, 3.0)
-    tracker = Tracker(space=space(), zones=[desk])
+    tracker = Tracker(space=space(), confirm_s=0.0, zones=[desk])
     # ankles jitter ±3 cm across the x = 2 m edge every frame: at most the first placement
     ups = play(
         tracker, lambda t: [skeleton("standing", 2.0 + 0.03 * (-1) ** round(t * 20), 2.0)], 0.0, 3.0
