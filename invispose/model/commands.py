@@ -86,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p_export.add_argument(
         "--calibrate-presence", type=int, default=0, metavar="N",
         help="choose the presence threshold on N val windows (seed 1) for the best count, "
-        "then the fall threshold for the best fall F1",
+        "then the fall threshold of the best recall at fall precision >= 0.5",
     )
     p_export.set_defaults(func=run_export)
 

@@ -9,6 +9,7 @@ classical localiser answers and learning refines it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -40,6 +41,22 @@ def weights_key(*modules: nn.Module) -> WeightsKey | None:
     return tuple((p.data_ptr(), p._version) for p in params)
 
 
+class Reused:
+    """One value computed from weights alone, kept while its key (``weights_key`` and what
+    else it depends on) stays the same; a None key computes afresh and keeps nothing."""
+
+    def __init__(self) -> None:
+        self._key: object = None
+        self._value: Tensor | None = None
+
+    def get(self, key: object, compute: Callable[[], Tensor]) -> Tensor:
+        if key is None or key != self._key or self._value is None:
+            value = compute()
+            self._key, self._value = (key, value) if key is not None else (None, None)
+            return value
+        return self._value
+
+
 class MapCells(NamedTuple):
     """A space window's map cells before the encoder's output layer: the tokens are
     ``out(features) + position``, kept apart so attention can project them at C wide."""
@@ -62,7 +79,7 @@ class MapEncoder(nn.Module):
         )
         self.position = nn.Sequential(nn.Linear(2, d_model), nn.GELU(), nn.Linear(d_model, d_model))
         self.out = nn.Linear(width, d_model)
-        self._positions: tuple[object, Tensor] | None = None  # (key, (M·M, D)) at inference
+        self._positions = Reused()  # (M·M, D) at inference
 
     def cells(self, maps: Tensor) -> MapCells:
         """The cells' parts; ``forward`` is their tokens."""
@@ -72,11 +89,8 @@ class MapEncoder(nn.Module):
         h = self.convs(x)  # (B, C, M, M)
         weights = weights_key(self.position, self.out)
         key = None if weights is None else (m, str(maps.device), weights)
-        if key is not None and self._positions is not None and self._positions[0] == key:
-            position = self._positions[1]
-        else:
-            position = self.position(cell_fractions(m, maps.device))  # (M·M, D)
-            self._positions = None if key is None else (key, position)
+        position = self._positions.get(
+            key, lambda: self.position(cell_fractions(m, maps.device)))  # (M·M, D)
         return MapCells(
             features=h.flatten(2).transpose(1, 2),  # (B, M·M, C)
             position=position,

@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invispose.errors import ModelError
-from invispose.model.floor_encoder import MapCells, MapEncoder, map_peaks, weights_key
+from invispose.model.floor_encoder import (
+    MapCells,
+    MapEncoder,
+    Reused,
+    map_peaks,
+    weights_key,
+)
 from invispose.model.inputs import MIN_ROOM_EDGE_M, ModelInputs, inputs_from_hops
 from invispose.schemas import (
     ACTIVITIES,
@@ -181,7 +187,7 @@ class Attention(nn.Module):
         self.q = nn.Linear(d_model, d_model)
         self.kv = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self._cell_base: tuple[object, Tensor] | None = None  # (key, (M·M, 2D)) at inference
+        self._cell_base = Reused()  # (M·M, 2D) at inference
 
     def forward(
         self, x: Tensor, memory: Tensor, key_mask: Tensor | None, cells: MapCells | None = None,
@@ -236,11 +242,7 @@ class Attention(nn.Module):
         inference (at batch 1 it was a third of the forward pass)."""
         weights = weights_key(self.kv)
         key = None if weights is None or cells.key is None else (cells.key, weights)
-        if key is not None and self._cell_base is not None and self._cell_base[0] == key:
-            return self._cell_base[1]
-        base: Tensor = self.kv(cells.position + cells.out.bias)  # (N, 2D)
-        self._cell_base = None if key is None else (key, base)
-        return base
+        return self._cell_base.get(key, lambda: self.kv(cells.position + cells.out.bias))
 
 
 class Block(nn.Module):
@@ -318,7 +320,7 @@ class PoseNet(nn.Module):
         # so that 0.5 is the threshold that counts people best
         self.register_buffer("presence_offset", torch.zeros(()))
         # subtracted from the fall logits: set on validation (``calibrate_falls``) so that
-        # 0.5 is the threshold that reports falls best (F1)
+        # 0.5 is the threshold of the best recall whose alarms are right at least half the time
         self.register_buffer("fall_offset", torch.zeros(()))
 
     def forward(self, x: ModelInputs) -> PoseOutput:

@@ -209,3 +209,18 @@ def test_weights_only_parts_are_reused_at_inference_and_follow_new_weights(
         changed = model(inputs).keypoints_m
     torch.testing.assert_close(changed, fresh())
     assert not torch.allclose(changed, first)
+
+
+def test_a_model_that_ran_at_inference_copies_without_what_it_reused(
+    rng: np.random.Generator,
+) -> None:
+    import copy
+    import pickle
+
+    model = PoseNet(SPACE).eval()
+    inputs = inputs_from_hops([[window(rng, 9)]], floor_maps=False)
+    with torch.inference_mode():
+        want = model(inputs).keypoints_m  # fills the reused parts with inference tensors
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        with torch.inference_mode():
+            torch.testing.assert_close(clone(inputs).keypoints_m, want)
