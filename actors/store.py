@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from invispose.schemas import Event, PoseFrame
+from invispose.security import ApiKey
 from invispose.store import Store
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ QUERIES = frozenset(
         "deliveries",
         "cursor",
         "stats",
+        "keys",
+        "key_digests",
+        "keys_count",
     }
 )
 
@@ -97,6 +101,19 @@ class StoreHost:
     async def put_zone(self, zone_id: str, data: dict[str, Any]) -> None:
         """Record a zone's configuration."""
         await self._run(self._store.put_zone, zone_id, data)
+
+    async def add_key(self, record: ApiKey, digest: str) -> None:
+        """Keep a new API key (durably)."""
+        await self._run(self._store.key_add, record, digest)
+
+    async def revoke_key(self, key_id: str, now_s: float) -> bool:
+        """Revoke an API key; False if there is no such active key."""
+        revoked: bool = await self._run(self._store.key_revoke, key_id, now_s)
+        return revoked
+
+    async def touch_keys(self, used: dict[str, float]) -> None:
+        """Record API keys' last-used times."""
+        await self._run(self._store.keys_touch, used)
 
     async def flush(self) -> int:
         """Write buffered frames now."""

@@ -19,6 +19,8 @@ from actors.supervisor import SupervisorActor
 from deployments.gateway import Gateway
 from deployments.inference import PoseEstimator
 from invispose.config import SiteConfig
+from invispose.keys import first_admin_key
+from invispose.security import jwt_secret
 from invispose.service import stop_on_signals
 
 logger = logging.getLogger(__name__)
@@ -72,9 +74,23 @@ def with_scene_epoch(site: SiteConfig, epoch_s: float | None = None) -> SiteConf
     return SiteConfig.model_validate(data)
 
 
+def with_jwt_secret(site: SiteConfig) -> SiteConfig:
+    """Give the gateways the HS256 secret: configured, or the one kept beside the store
+    (made on first start), so every replica verifies the same tokens across restarts."""
+    if site.auth.algorithm != "HS256" or site.auth.jwt_secret is not None:
+        return site
+    secret = jwt_secret(site.auth, site.store.path.parent)
+    return site.model_copy(update={"auth": site.auth.model_copy(update={"jwt_secret": secret})})
+
+
 def start_system(site: SiteConfig) -> Any:
     """Deploy the Serve app and start the supervisor (Ray must be initialised)."""
-    site = with_scene_epoch(site)
+    site = with_jwt_secret(with_scene_epoch(site))
+    if not site.auth.enabled:
+        logger.warning(
+            "auth.enabled is false: every route is open to anyone who reaches %s:%d "
+            "(allowed on a loopback address only)", site.serve.host, site.serve.port,
+        )
     serve.start(http_options={"host": site.serve.host, "port": site.serve.port})
     serve.run(build_app(site), name=SERVE_APP, route_prefix="/")
     supervisor = SupervisorActor.options(
@@ -121,6 +137,7 @@ def run_forever(
     """
     stop = stop or threading.Event()
     stop_on_signals(stop)
+    admin_key = first_admin_key(site.store.path) if site.auth.enabled else None
     try:
         ray.init(
             address=address or "local",
@@ -161,6 +178,17 @@ def run_forever(
             f"{site.serve.host}:{site.serve.port}/ws/v1/stream",
             flush=True,
         )
+        if admin_key is not None:
+            print(
+                f"  first start: an admin API key was created; it is shown only now:\n"
+                f"    {admin_key}\n"
+                f"  e.g. curl -H 'Authorization: Bearer {admin_key}' {base}/api/v1/pose/current"
+                f"\n  docs: {base}/docs?token={admin_key}"
+                "\n  (more keys: `invispose keys create --scopes pose:read`; see README)",
+                flush=True,
+            )
+        elif not site.auth.enabled:
+            print("  auth is off (auth.enabled: false; loopback only)", flush=True)
         print("  Ctrl-C stops it.", flush=True)
         stop.wait()
     if failed:

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
-from ray.exceptions import RayError
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from actors.common import GATEWAY_DEPLOYMENT
-from deployments.api import pose, stream, system
-from deployments.api.state import ComponentUnavailable, GatewayState, current_state, install
+from deployments.api import auth, pose, stream, system
+from deployments.api.auth import ActorKeys, GatewaySecurity, authorize, gateway_security
+from deployments.api.middleware import ApiMiddleware
+from deployments.api.problems import install_problem_handlers
+from deployments.api.state import GatewayState, install
 from deployments.stream_server import StreamServer
 from invispose import __version__
 from invispose.config import SiteConfig
@@ -27,45 +30,52 @@ STREAM_START_S = 10.0  # the replica waits this long for its stream server to li
 app = FastAPI(
     title="InvisPose API",
     version=__version__,
-    description="Privacy-preserving human pose estimation using WiFi signals",
+    description="Privacy-preserving human pose estimation using WiFi signals. Every route "
+    "but `/api/v1/system/health` needs a credential: `Authorization: Bearer <JWT or API "
+    "key>`; each lists the scope it needs.",
     docs_url=None,  # served below from local assets: /docs works with no internet access
     redoc_url=None,
+    openapi_url=None,  # served below, to credentials only
 )
 app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+app.add_middleware(ApiMiddleware)
+install_problem_handlers(app)
 
 
-@app.get("/docs", include_in_schema=False)
-async def swagger_ui() -> HTMLResponse:
-    """Swagger UI for the OpenAPI document, its scripts and styles from this server."""
+async def _docs_enabled(request: Request) -> None:
+    if not gateway_security(request).site.api.docs:
+        raise HTTPException(status_code=404, detail="API documentation is off (api.docs)")
+
+
+@app.get("/openapi.json", include_in_schema=False,
+         dependencies=[Depends(_docs_enabled), authorize()])
+async def openapi_document() -> JSONResponse:
+    """The OpenAPI document (any valid credential)."""
+    return JSONResponse(app.openapi())
+
+
+@app.get("/docs", include_in_schema=False, dependencies=[Depends(_docs_enabled), authorize()])
+async def swagger_ui(request: Request) -> HTMLResponse:
+    """Swagger UI for the OpenAPI document, its scripts and styles from this server.
+
+    Browsers cannot add a header to a link: ``/docs?token=<credential>`` works too, and
+    the page then fetches the document with the same credential.
+    """
+    token = request.query_params.get("token")
+    spec = "/openapi.json" + (f"?{urllib.parse.urlencode({'token': token})}" if token else "")
     return get_swagger_ui_html(
-        openapi_url=app.openapi_url or "/openapi.json",
+        openapi_url=spec,
         title=f"{app.title} - docs",
         swagger_js_url="/docs/assets/swagger-ui-bundle.js",
         swagger_css_url="/docs/assets/swagger-ui.css",
         swagger_favicon_url="/docs/assets/favicon-32x32.png",
     )
+
+
 app.include_router(pose.router)
 app.include_router(system.router)
+app.include_router(auth.router)
 app.include_router(stream.router)
-
-
-
-@app.exception_handler(RayError)
-@app.exception_handler(ComponentUnavailable)
-async def component_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """A call to an actor failed: 503 with a short reason (the Ray text goes to the log)."""
-    logger.warning("gateway: %s %s: %s", request.method, request.url.path, exc)
-    current_state().forget_actors()
-    name = exc.name if isinstance(exc, ComponentUnavailable) else None
-    return JSONResponse(
-        status_code=503,
-        content={
-            "error": "a component is unavailable; retry shortly",
-            "component": name,
-            "reason": type(exc).__name__,
-        },
-        headers={"Retry-After": "1"},
-    )
 
 
 LANDING = """<!doctype html><html><head><meta charset="utf-8"><title>InvisPose</title></head>
@@ -95,6 +105,11 @@ class Gateway:
         config = SiteConfig.model_validate(site)
         self.state = GatewayState(config)
         self.state.estimator = estimator
+        state = self.state
+        self.state.security = GatewaySecurity(
+            config, config.auth.jwt_secret, ActorKeys(lambda: state.store),
+            share=config.serve.gateway_replicas,
+        )
         stream.ClientRegistry(self.state)
         install(self.state)
         self.stream_server: StreamServer | None = None

@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from deployments.api import stream
+from deployments.api.auth import ActorKeys, GatewaySecurity
 from deployments.api.state import GatewayState
 from invispose.config import SiteConfig
 
@@ -68,6 +69,11 @@ class StreamServer:
     async def _serve(self) -> None:
         state = self.state = GatewayState(self.site)
         stream.ClientRegistry(state)
+        # its own key ring and limiters: asyncio objects stay on the loop that uses them
+        state.security = GatewaySecurity(
+            self.site, self.site.auth.jwt_secret, ActorKeys(lambda: state.store),
+            share=self.site.serve.gateway_replicas,
+        )
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(stream.router)
         app.state.gateway = state  # the route's state here (not the Serve replica's)

@@ -113,6 +113,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command group."""
+    from invispose import keys as keys_commands
     from invispose.csi import commands as csi_commands
     from invispose.localise import commands as localise_commands
     from invispose.model import commands as model_commands
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_config_check)
 
     csi_commands.register(sub)
+    keys_commands.register(sub)
     localise_commands.register(sub)
     model_commands.register(sub)
     sim_commands.register(sub)

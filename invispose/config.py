@@ -24,6 +24,16 @@ Vec2 = tuple[float, float]
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Strict(BaseModel):
     """Base for config models: unknown keys are errors."""
 
@@ -225,14 +235,44 @@ class StoreConfig(Strict):
     history_days: float = Field(7.0, gt=0, description="Pose history kept, in days")
 
 
-class AuthConfig(Strict):
-    """API authentication."""
+JWT_ALGORITHMS = ("HS256", "RS256", "ES256")
+RATE_TIERS = ("default", "authenticated", "premium", "streaming")
 
-    enabled: bool = Field(True, description="Require a token or API key on the API")
-    jwt_secret: str | None = Field(
-        None, description="HS256 signing secret (use ${ENV}); generated on first start if unset"
+
+class AuthConfig(Strict):
+    """API credentials: JWT bearer tokens and API keys (invispose/security.py)."""
+
+    enabled: bool = Field(
+        True, description="Require a credential on every route but /api/v1/system/health; "
+        "false is allowed only when serve.host is a loopback address (a warning at start)",
     )
+    algorithm: Literal["HS256", "RS256", "ES256"] = Field(
+        "HS256", description="JWT signature algorithm; tokens signed otherwise are refused"
+    )
+    jwt_secret: str | None = Field(
+        None, description="HS256 signing secret (use ${ENV}); unset: generated on first start "
+        "and kept beside the store (jwt-secret, mode 0600)",
+    )
+    private_key_file: Path | None = Field(
+        None, description="RS256/ES256: PEM private key that signs issued tokens (unset: "
+        "this server verifies tokens only, e.g. from an external issuer)",
+    )
+    public_key_file: Path | None = Field(
+        None, description="RS256/ES256: PEM public key that verifies tokens"
+    )
+    issuer: str | None = Field(None, description="`iss` written and required, if set")
+    audience: str | None = Field(None, description="`aud` written and required, if set")
+    leeway_s: float = Field(30.0, ge=0, le=600, description="Clock skew allowed on exp/iat")
     token_ttl_s: float = Field(86_400.0, gt=0, description="Lifetime of issued JWTs, seconds")
+    failures_per_minute: int = Field(
+        20, ge=1, description="Failed authentications one address may make per minute; "
+        "beyond it 429 until the minute ends",
+    )
+    recheck_s: float = Field(
+        2.0, gt=0, le=60,
+        description="Open WebSocket sessions re-check their credential (revoked key, expired "
+        "token) this often; API keys are reloaded from the store as often",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -241,6 +281,96 @@ class AuthConfig(Strict):
         if isinstance(data, dict) and data.get("jwt_secret") == "":
             data = {**data, "jwt_secret": None}
         return data
+
+    @model_validator(mode="after")
+    def _keys_for_algorithm(self) -> AuthConfig:
+        if self.algorithm == "HS256":
+            if self.private_key_file or self.public_key_file:
+                raise ValueError("key files are for RS256/ES256; HS256 uses jwt_secret")
+            if self.jwt_secret is not None and len(self.jwt_secret) < 32:
+                raise ValueError("jwt_secret must be at least 32 characters")
+        elif self.public_key_file is None:
+            raise ValueError(f"{self.algorithm} needs public_key_file")
+        return self
+
+
+class RateTier(Strict):
+    """One rate limit: ``requests`` per ``window_s`` seconds."""
+
+    requests: int = Field(..., ge=1, description="Requests allowed per window")
+    window_s: float = Field(..., gt=0, le=86_400, description="Window length, seconds")
+
+
+def _tier(requests: int, window_s: float) -> Any:
+    return Field(
+        default_factory=lambda: RateTier(requests=requests, window_s=window_s),
+        description=f"Default {requests} per {window_s:g} s",
+    )
+
+
+class RateLimitConfig(Strict):
+    """The seed's rate-limit tiers: anonymous callers per address (``default``), credentials
+    per subject (``authenticated``; ``premium`` for keys or tokens of that tier), and
+    WebSocket connections and messages per subject (``streaming``)."""
+
+    enabled: bool = Field(True, description="Limit requests")
+    default: RateTier = _tier(100, 3600)
+    authenticated: RateTier = _tier(1000, 3600)
+    premium: RateTier = _tier(10_000, 3600)
+    streaming: RateTier = _tier(3600, 3600)
+
+
+class CorsConfig(Strict):
+    """Which web pages (origins) may call the API and open the stream."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) allowed besides the API's own; '*' any "
+        "(only with allow_credentials false)",
+    )
+    allow_credentials: bool = Field(
+        False, description="Let browsers send cookies and HTTP auth to allowed origins"
+    )
+    max_age_s: int = Field(600, ge=0, description="How long browsers may cache a preflight")
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsConfig:
+        if "*" in self.allow_origins and self.allow_credentials:
+            raise ValueError("allow_origins '*' together with allow_credentials lets every "
+                             "web page act as the signed-in user; list the origins instead")
+        for origin in self.allow_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"origin {origin!r} must be scheme://host[:port] or '*'")
+        return self
+
+
+class ApiVersion(Strict):
+    """One API version's lifecycle (seed §2.4)."""
+
+    status: Literal["stable", "beta", "deprecated"] = Field("stable", description="Status")
+    deprecated: bool = Field(False, description="Answer with Deprecation/Sunset/Link headers")
+    deprecated_since: str | None = Field(
+        None, description="When it was deprecated (ISO 8601 date), for the Deprecation header"
+    )
+    sunset_date: str | None = Field(None, description="When it goes (ISO 8601 date)")
+    migration_guide: str | None = Field(None, description="URL of the migration guide")
+
+
+class ApiConfig(Strict):
+    """API versions, rate limits and CORS."""
+
+    versions: dict[str, ApiVersion] = Field(
+        default_factory=lambda: {"v1": ApiVersion()}, description="Versions served"
+    )
+    rate_limits: RateLimitConfig = Field(
+        default_factory=RateLimitConfig, description="Rate-limit tiers"
+    )
+    cors: CorsConfig = Field(default_factory=CorsConfig, description="Allowed web origins")
+    docs: bool = Field(True, description="Serve /docs and /openapi.json (to credentials)")
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without a credential (for a scraper on a private "
+        "network); otherwise it needs system:read",
+    )
 
 
 class InferenceConfig(Strict):
@@ -356,6 +486,7 @@ class SiteConfig(Strict):
     webhooks: list[WebhookConfig] = Field(default_factory=list, description="Webhooks")
     store: StoreConfig = Field(default_factory=StoreConfig, description="History store")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API authentication")
+    api: ApiConfig = Field(default_factory=ApiConfig, description="Versions, limits, CORS")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="HTTP and inference")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Pose model")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Processes")
@@ -402,6 +533,14 @@ class SiteConfig(Strict):
                 if any(p < -0.5 or p > s + 0.5 for p, s in zip(pos, space.size_m, strict=True)):
                     problems.append(f"{router.id}: antenna at {pos} lies outside {space.id}")
                     break
+        if not self.auth.enabled and not is_loopback(self.serve.host):
+            problems.append(
+                f"auth.enabled: false needs a loopback serve.host (127.0.0.1, ::1, localhost), "
+                f"not {self.serve.host!r}: anyone who reaches the port would read every "
+                "person's positions"
+            )
+        if "v1" not in self.api.versions:
+            problems.append("api.versions must contain v1 (the routes live under /api/v1)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -7,11 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
+from deployments.api.auth import authorize
 from deployments.api.state import GatewayState, get_state
 from invispose.bus import pose_frame
 from invispose.schemas import PoseFrame
+from invispose.security import POSE_READ
 
-router = APIRouter(prefix="/api/v1/pose", tags=["pose"])
+router = APIRouter(prefix="/api/v1/pose", tags=["pose"], dependencies=[authorize(POSE_READ)])
 
 
 def filter_persons(

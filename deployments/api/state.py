@@ -46,6 +46,7 @@ class GatewayState:
         self.clients: Any = None  # the ClientRegistry of /ws/v1/stream
         self.estimator: Any = None  # PoseEstimator handle
         self.stream_server: Any = None  # the replica's own /ws/v1/stream server, if any
+        self.security: Any = None  # its GatewaySecurity (deployments/api/auth.py)
         self._pump: asyncio.Task[None] | None = None
         self._handles: dict[str, Any] = {}
 
@@ -163,6 +164,11 @@ def install(state: GatewayState) -> None:
     """Make ``state`` the replica's GatewayState (called by the Gateway's constructor)."""
     global _current
     _current = state
+
+
+def installed_state() -> GatewayState | None:
+    """The replica's GatewayState, or None outside a Gateway."""
+    return _current
 
 
 def current_state() -> GatewayState:

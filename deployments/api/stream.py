@@ -25,10 +25,20 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from deployments.api.auth import GatewaySecurity, RateLimited
 from deployments.api.pose import filter_persons
-from deployments.api.state import GatewayState, get_state
+from deployments.api.state import GatewayState, current_state
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, pose_frame
 from invispose.config import WebSocketConfig
+from invispose.security import (
+    LOOPBACK,
+    STREAM_SUBSCRIBE,
+    AuthError,
+    Principal,
+    ScopeError,
+    origin_allowed,
+    websocket_credential,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +62,7 @@ CLIENT_QUEUE = WebSocketConfig().queue_frames  # default pose frames waiting per
 STRING_FILTERS = ("zone_id", "person_id", "space_id")
 FILTER_KEYS = {*STRING_FILTERS, "min_confidence"}
 CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1011, 1013
+CLOSE_AUTH, CLOSE_FORBIDDEN, CLOSE_RATE = 4001, 4003, 4029  # 4000+: the application's own
 
 
 def now_iso() -> str:
@@ -380,6 +391,9 @@ class ClientRegistry:
         self.malformed = 0
         self.failures = 0
         self.refused_connections = 0
+        self.origin_refused = 0  # upgrades from a web page of a foreign origin
+        self.auth_refused = 0  # upgrades without a valid credential, scope or rate
+        self.auth_closed = 0  # sessions closed when their credential lapsed
         self.gone: Counter[str] = Counter()  # counters of clients that have disconnected
         state.listeners.add(self.dispatch)
         state.clients = self
@@ -439,21 +453,62 @@ class ClientRegistry:
             "malformed": self.malformed,
             "client_failures": self.failures,
             "connections_refused": self.refused_connections,
+            "origin_refused": self.origin_refused,
+            "auth_refused": self.auth_refused,
+            "auth_closed": self.auth_closed,
         }
+
+
+async def _admit(
+    websocket: WebSocket, guard: GatewaySecurity | None, registry: ClientRegistry, peer: str
+) -> Principal | None:
+    """Check the upgrade's Origin and credential; accept, or refuse and return None.
+
+    A page from a foreign Origin is refused before the handshake completes (HTTP 403);
+    a missing or bad credential closes with 4001, a credential without
+    ``stream:subscribe`` with 4003, too many attempts with 4029.
+    """
+    if guard is None:  # no security configured in this process (unit tests of sessions)
+        await websocket.accept()
+        return LOOPBACK
+    headers = websocket.headers
+    if not origin_allowed(headers.get("origin"), headers.get("host"),
+                          guard.site.api.cors.allow_origins):
+        registry.origin_refused += 1
+        await websocket.close(code=CLOSE_POLICY)  # before accept: the handshake gets 403
+        return None
+    protocols = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")
+                 if p.strip()]
+    subprotocol = None
+    try:
+        credential, subprotocol = websocket_credential(
+            headers.get("authorization"), websocket.query_params.get("token"), protocols)
+        principal = await guard.principal(credential, peer)
+        guard.check_scope(principal, STREAM_SUBSCRIBE)
+        guard.limit(principal, peer, streaming=True)
+    except (AuthError, ScopeError, RateLimited) as exc:
+        registry.auth_refused += 1
+        code = (CLOSE_AUTH if isinstance(exc, AuthError)
+                else CLOSE_FORBIDDEN if isinstance(exc, ScopeError) else CLOSE_RATE)
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.close(code=code, reason=str(exc)[:120])
+        return None
+    await websocket.accept(subprotocol=subprotocol)
+    return principal
 
 
 @router.websocket("/ws/v1/stream")
 async def stream(websocket: WebSocket) -> None:
     """The seed's real-time stream: connection, subscribe/unsubscribe, ping, configure."""
     # the replica's own stream server brings its own state (deployments/stream_server.py)
-    state = getattr(websocket.app.state, "gateway", None)
-    if state is None:
-        state = await get_state()
-    else:
-        state.ensure_pump()
+    state = getattr(websocket.app.state, "gateway", None) or current_state()
     registry: ClientRegistry = state.clients
     peer = websocket.client.host if websocket.client else "unknown"
-    await websocket.accept()
+    guard = state.security
+    principal = await _admit(websocket, guard, registry, peer)
+    if principal is None:
+        return
+    state.ensure_pump()  # from this replica's loop, once someone may read the frames
     if not registry.admit(peer):
         await websocket.close(
             code=CLOSE_TRY_LATER,
@@ -471,6 +526,15 @@ async def stream(websocket: WebSocket) -> None:
         }
     )
     sender = asyncio.get_running_loop().create_task(client.sender())
+
+    async def credential_lapsed(exc: AuthError) -> None:
+        registry.auth_closed += 1
+        client.fail(CLOSE_AUTH, exc.detail[:120])
+
+    watcher = None
+    if guard is not None and guard.enabled:
+        watcher = asyncio.get_running_loop().create_task(
+            guard.watch(principal, credential_lapsed))
     try:
         while not sender.done():
             # reading keeps disconnects visible even for push-only clients
@@ -488,6 +552,8 @@ async def stream(websocket: WebSocket) -> None:
     finally:
         registry.remove(client)
         registry.release(peer)
+        if watcher is not None:
+            watcher.cancel()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender

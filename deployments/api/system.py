@@ -13,8 +13,10 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
+from deployments.api.auth import authorize
 from deployments.api.state import ComponentUnavailable, GatewayState, get_state
 from invispose.bus import pose_frame
+from invispose.security import SYSTEM_READ
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ async def _estimator_health(state: GatewayState) -> str:
     return "healthy"
 
 
-@router.get("/status")
+@router.get("/status", dependencies=[authorize(SYSTEM_READ)])
 async def get_system_status(state: GatewayState = Depends(get_state)) -> dict[str, Any]:
     """Current system status and statistics (seed fields)."""
     routers = await state.supervisor.routers_status.remote()
@@ -73,9 +75,15 @@ async def get_system_status(state: GatewayState = Depends(get_state)) -> dict[st
     }
 
 
+def _plain(state: str) -> str:
+    return "healthy" if state in ("healthy", "connected") else "unhealthy"
+
+
 @router.get("/health")
 async def health_check(state: GatewayState = Depends(get_state)) -> Any:
-    """Health of every component; 503 naming the failing ones when unhealthy."""
+    """Healthy or not, and which components (open to load balancers: no credential, and
+    nothing beyond component names and healthy/unhealthy; /system/status has details).
+    503 naming the failing components when unhealthy, ``starting`` during start-up."""
     now = dt.datetime.now(dt.UTC).isoformat()
     try:
         supervisor = state.supervisor
@@ -91,19 +99,15 @@ async def health_check(state: GatewayState = Depends(get_state)) -> Any:
         state.forget_actors()
         return JSONResponse(
             status_code=503,
-            content={
-                "status": "unhealthy",
-                "timestamp": now,
-                "failing": ["supervisor"],
-                "error": f"supervisor unreachable ({type(exc).__name__})",
-            },
+            content={"status": "unhealthy", "timestamp": now, "failing": ["supervisor"]},
         )
-    components = dict(health["components"])
-    failing = list(health["failing"])
+    components = {name: _plain(str(s)) for name, s in health["components"].items()}
+    failing = ["routers" if str(f).startswith("routers") else str(f) for f in health["failing"]]
     if not health.get("starting"):
         estimator = await _estimator_health(state)
-        components["estimator"] = estimator
+        components["estimator"] = _plain(estimator)
         if estimator != "healthy":
+            logger.warning("gateway: estimator %s", estimator)
             failing.append("estimator")
     body: dict[str, Any] = {
         "status": "starting" if health.get("starting") else "unhealthy" if failing else "healthy",
@@ -116,14 +120,14 @@ async def health_check(state: GatewayState = Depends(get_state)) -> Any:
     return body
 
 
-@router.get("/routers")
+@router.get("/routers", dependencies=[authorize(SYSTEM_READ)])
 async def get_routers(state: GatewayState = Depends(get_state)) -> list[dict[str, Any]]:
     """Every router: state, packets/s, drops, bad records, last seen, motion score."""
     routers: list[dict[str, Any]] = await state.supervisor.routers_status.remote()
     return routers
 
 
-@router.get("/routers/{router_id}")
+@router.get("/routers/{router_id}", dependencies=[authorize(SYSTEM_READ)])
 async def get_router(router_id: str, state: GatewayState = Depends(get_state)) -> dict[str, Any]:
     """One router's status."""
     for status in await state.supervisor.routers_status.remote():
@@ -133,7 +137,7 @@ async def get_router(router_id: str, state: GatewayState = Depends(get_state)) -
     raise HTTPException(status_code=404, detail="Router not found")
 
 
-@router.get("/performance")
+@router.get("/performance", dependencies=[authorize(SYSTEM_READ)])
 async def get_performance(state: GatewayState = Depends(get_state)) -> dict[str, Any]:
     """Per-stage latency percentiles, fps, batch sizes and drops."""
     routers = await state.supervisor.routers_status.remote()

@@ -13,10 +13,24 @@ from pathlib import Path
 from invispose.errors import InvisPoseError
 
 #: version this code writes; bump it and add a step to MIGRATIONS when the schema changes
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: API keys (version 2): the SHA-256 digest of each key, never the key
+API_KEYS = (
+    """CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        last_used_us INTEGER,
+        revoked_us INTEGER
+    )""",
+)
 
 #: statements that take a database at version v (the key) to version v + 1
-MIGRATIONS: dict[int, tuple[str, ...]] = {}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: API_KEYS}
 
 TABLES: tuple[str, ...] = (
     """CREATE TABLE schema_version (
@@ -129,6 +143,7 @@ TABLES: tuple[str, ...] = (
     )""",
     "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id)",
     "CREATE INDEX webhook_deliveries_at ON webhook_deliveries (at_us)",
+    *API_KEYS,
 )
 
 

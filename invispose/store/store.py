@@ -17,6 +17,7 @@ from invispose.store.checks import check_int
 from invispose.store.codec import EncodedFrame
 from invispose.store.eventlog import EventLog
 from invispose.store.history import PoseHistory
+from invispose.store.keys import ApiKeys
 from invispose.store.outbox import Outbox
 from invispose.store.persons import PersonQueries
 from invispose.store.records import Records
@@ -26,8 +27,8 @@ from invispose.store.records import Records
 DEFAULT_MAX_BUFFER_FRAMES = 256
 
 
-class Store(PoseHistory, PersonQueries, EventLog, Records, Outbox):
-    """The InvisPose database: pose history, persons, events, config rows and outbox."""
+class Store(PoseHistory, PersonQueries, EventLog, Records, Outbox, ApiKeys):
+    """The InvisPose database: pose history, persons, events, config rows, outbox, API keys."""
 
     def __init__(
         self,

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import re
-import threading
-import time
 import urllib.request
 
-import uvicorn
-
-from deployments.gateway import app
-from tests.conftest import free_port
+from invispose.security import POSE_READ
+from invispose.store import Store
+from tests.deployments.serving import Server, site
 
 
 def fetch(url: str) -> tuple[int, bytes]:
@@ -18,28 +15,17 @@ def fetch(url: str) -> tuple[int, bytes]:
         return resp.status, resp.read()
 
 
-def test_docs_page_and_its_assets_are_served_locally() -> None:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.started, "uvicorn did not start"
-        base = f"http://127.0.0.1:{port}"
-        status, page = fetch(base + "/docs")
+def test_docs_page_and_its_assets_are_served_locally(store: Store) -> None:
+    with Server(site(), store) as srv:
+        token = srv.key(POSE_READ)
+        status, page = fetch(f"{srv.base}/docs?token={token}")
         html = page.decode()
         assert status == 200 and "SwaggerUIBundle" in html
         urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
         urls += re.findall(r"""url: ?["']([^"']+)["']""", html)
         assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
         for url in {u for u in urls if u.startswith("/")}:
-            status, body = fetch(base + url)
+            status, body = fetch(srv.base + url)
             assert status == 200 and len(body) > 100, url
-        status, spec = fetch(base + "/openapi.json")
+        status, spec = fetch(f"{srv.base}/openapi.json?token={token}")
         assert status == 200 and b"/api/v1/system/health" in spec
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)

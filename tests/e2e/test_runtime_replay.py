@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import make_site
+from tests.e2e.conftest import credential_headers, make_site
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,8 @@ def file_router(router_id: str, path: Path, rx: int) -> dict[str, Any]:
 async def collect_pose_updates(port: int, n: int, timeout_s: float) -> list[dict[str, Any]]:
     url = f"http://127.0.0.1:{port}/ws/v1/stream"
     got: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+    session = aiohttp.ClientSession(headers=credential_headers())
+    async with session, session.ws_connect(url) as ws:
         hello = await ws.receive_json(timeout=timeout_s)
         assert hello["type"] == "connection" and hello["client_id"]
         await ws.send_json(
@@ -47,7 +48,7 @@ async def collect_pose_updates(port: int, n: int, timeout_s: float) -> list[dict
 async def check_rest_endpoints(port: int) -> None:
     """Every seed REST resource answers in its shape; bad parameters are rejected."""
     base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=credential_headers()) as s:
 
         async def get(path: str, want: int = 200) -> Any:
             async with s.get(base + path) as resp:
@@ -123,7 +124,7 @@ def test_real_captures_replay_to_websocket_and_history(
 
         async def rest() -> tuple[Any, ...]:
             base = f"http://127.0.0.1:{ray_cluster}/api/v1"
-            async with aiohttp.ClientSession() as s:
+            async with aiohttp.ClientSession(headers=credential_headers()) as s:
                 current = await (await s.get(f"{base}/pose/current?min_confidence=0")).json()
                 routers_resp = await (await s.get(f"{base}/system/routers")).json()
                 params = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import make_site
+from tests.e2e.conftest import credential_headers, make_site
 from tests.e2e.test_runtime_replay import collect_pose_updates
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_default_simulated_site_streams_poses(
 
         async def routers() -> list[dict]:
             url = f"http://127.0.0.1:{ray_cluster}/api/v1/system/routers"
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession(headers=credential_headers()) as session:
                 return await (await session.get(url)).json()
 
         deadline = time.monotonic() + 30
@@ -93,7 +93,7 @@ def test_the_gateway_serves_the_stream_on_its_own_port(
     url = f"http://127.0.0.1:{stream_port}/ws/v1/stream"
 
     async def run() -> None:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=credential_headers()) as session:
             async with session.ws_connect(url) as ws:
                 hello = await ws.receive_json(timeout=60)
                 assert hello["type"] == "connection"

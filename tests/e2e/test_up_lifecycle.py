@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT, free_port
+from tests.e2e.conftest import TEST_SECRET, credential_headers
 
 pytestmark = pytest.mark.slow
 
@@ -41,6 +42,7 @@ def site_file(tmp: Path) -> Path:
     tree = yaml.safe_load((PROJECT_ROOT / "configs" / "default.yaml").read_text())
     tree["store"] = {"path": str(tmp / "store.db")}
     tree["mqtt"] = {"enabled": False}
+    tree["auth"] = {"jwt_secret": TEST_SECRET}
     tree["model"] = {"checkpoint": str(PROJECT_ROOT / "models" / "invispose-space.pt")}
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(tree))
@@ -79,7 +81,7 @@ def processes_under(marker: str) -> list[str]:
 
 
 async def one_pose_update(port: int, timeout_s: float) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session, session.ws_connect(
+    async with aiohttp.ClientSession(headers=credential_headers()) as session, session.ws_connect(
         f"http://127.0.0.1:{port}/ws/v1/stream"
     ) as ws:
         await ws.send_json({"type": "subscribe", "topic": "pose_updates"})

@@ -12,7 +12,7 @@ from invispose.config import load_config, parse_config
 from invispose.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-EXAMPLE_ENV = {"MQTT_PASSWORD": "pw", "WEBHOOK_SECRET": "s" * 32, "INVISPOSE_JWT_SECRET": "j"}
+EXAMPLE_ENV = {"MQTT_PASSWORD": "pw", "WEBHOOK_SECRET": "s" * 32, "INVISPOSE_JWT_SECRET": "j" * 32}
 
 
 def _default_tree() -> dict:
