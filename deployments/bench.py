@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import sys
 import tempfile
@@ -30,10 +31,12 @@ from deployments.app import start_system, stop_system
 from invispose.config import SiteConfig, parse_config, resolve_paths
 from invispose.errors import InvisPoseError
 from invispose.schemas import MAX_ROUTERS
+from invispose.security import STREAM_SUBSCRIBE, SYSTEM_READ, TokenCodec
 
 SATURATION_HOP_S = 0.005
 ROUTER_START_TIMEOUT_S = 120.0  # every router actor up and producing detections
 WARM_UP_S = 5.0  # then this long before measuring
+BENCH_SECRET = secrets.token_urlsafe(32)  # this run's tokens only
 
 
 def _cpu_ticks() -> tuple[int, int]:
@@ -79,13 +82,26 @@ def bench_site(
         "serve": {"host": "127.0.0.1", "port": port, "stream_port": stream_port,
                   "websocket": {"max_per_peer": 100_000}},
         "model": {"checkpoint": str(checkpoint), "hop_s": hop_s},
+        # clients authenticate as users do; the limits are not what is measured
+        "auth": {"jwt_secret": BENCH_SECRET},
+        "api": {"rate_limits": {"enabled": False}},
     }
     return resolve_paths(parse_config(tree, env={}))
 
 
-async def _client(port: int, stop: asyncio.Event, received: list[float]) -> None:
+def bench_headers(site: SiteConfig) -> dict[str, str]:
+    """A token for the bench's clients and status reads."""
+    token, _ = TokenCodec.from_config(site.auth).issue(
+        "bench", [STREAM_SUBSCRIBE, SYSTEM_READ], ttl_s=24 * 3600)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _client(
+    port: int, stop: asyncio.Event, received: list[float], headers: dict[str, str]
+) -> None:
     url = f"http://127.0.0.1:{port}/ws/v1/stream"
-    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+    session = aiohttp.ClientSession(headers=headers)
+    async with session, session.ws_connect(url) as ws:
         await ws.send_json({"type": "subscribe", "topic": "pose_updates"})
         while not stop.is_set():
             try:
@@ -101,18 +117,20 @@ async def _client(port: int, stop: asyncio.Event, received: list[float]) -> None
                     received.append((time.time() - float(t_end)) * 1e3)
 
 
-async def _get(port: int, path: str) -> Any:
-    async with aiohttp.ClientSession() as session:
+async def _get(port: int, path: str, headers: dict[str, str]) -> Any:
+    async with aiohttp.ClientSession(headers=headers) as session:
         async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
             return await resp.json()
 
 
-async def _wait_for_routers(port: int, routers: int, timeout_s: float) -> None:
+async def _wait_for_routers(
+    port: int, routers: int, timeout_s: float, headers: dict[str, str]
+) -> None:
     """Until every router has produced detections (their actors start one by one on a busy
     machine: a fixed warm-up measured half the routers at times)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = await _get(port, "/api/v1/system/routers")
+        status = await _get(port, "/api/v1/system/routers", headers)
         if not isinstance(status, list):  # 503 while a component (re)starts
             _progress(f"waiting for the routers: {status}")
         elif sum(1 for r in status if r.get("windows_sent", 0) > 0) >= routers:
@@ -129,15 +147,16 @@ async def _inferred_windows() -> int:
 
 
 async def _phase(
-    port: int, stream_port: int, routers: int, clients: int, duration_s: float
+    port: int, stream_port: int, routers: int, clients: int, duration_s: float,
+    headers: dict[str, str],
 ) -> dict[str, Any]:
     stop = asyncio.Event()
     received: list[float] = []
-    tasks = [asyncio.create_task(_client(stream_port or port, stop, received))
+    tasks = [asyncio.create_task(_client(stream_port or port, stop, received, headers))
              for _ in range(clients)]
-    await _wait_for_routers(port, routers, ROUTER_START_TIMEOUT_S)
+    await _wait_for_routers(port, routers, ROUTER_START_TIMEOUT_S, headers)
     await asyncio.sleep(WARM_UP_S)  # queues and batching settle, clients connected
-    before = await _get(port, "/api/v1/system/performance")
+    before = await _get(port, "/api/v1/system/performance", headers)
     received.clear()
     busy0, total0 = _cpu_ticks()
     # the spaces' own counters, read live (the routers' status is the supervisor's
@@ -146,7 +165,7 @@ async def _phase(
     await asyncio.sleep(duration_s)
     busy1, total1 = _cpu_ticks()
     windows1, elapsed_s = await _inferred_windows(), time.monotonic() - started
-    after = await _get(port, "/api/v1/system/performance")
+    after = await _get(port, "/api/v1/system/performance", headers)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     windows = windows1 - windows0
@@ -225,7 +244,8 @@ def run_pipeline_bench(
                         supervisor = start_system(site)
                         try:
                             phases[name] = asyncio.run(
-                                _phase(port, stream_port, n_routers, n_clients, duration_s)
+                                _phase(port, stream_port, n_routers, n_clients, duration_s,
+                                       bench_headers(site))
                             )
                         finally:
                             stop_system(supervisor)

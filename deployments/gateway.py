@@ -8,20 +8,21 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from actors.common import GATEWAY_DEPLOYMENT
-from deployments.api import auth, pose, stream, system
+from deployments.api import auth, metrics, pose, stream, system
 from deployments.api.auth import ActorKeys, GatewaySecurity, authorize, gateway_security
 from deployments.api.middleware import ApiMiddleware
 from deployments.api.problems import install_problem_handlers
-from deployments.api.state import GatewayState, install
+from deployments.api.state import GatewayState, get_state, install
 from deployments.stream_server import StreamServer
 from invispose import __version__
 from invispose.config import SiteConfig
+from invispose.security import SYSTEM_READ
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ app = FastAPI(
     openapi_url=None,  # served below, to credentials only
 )
 app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="swagger-ui")
-app.add_middleware(ApiMiddleware)
+app.add_middleware(ApiMiddleware, observe=metrics.observe_request)
 install_problem_handlers(app)
 
 
@@ -70,6 +71,17 @@ async def swagger_ui(request: Request) -> HTMLResponse:
         swagger_css_url="/docs/assets/swagger-ui.css",
         swagger_favicon_url="/docs/assets/favicon-32x32.png",
     )
+
+
+METRICS_DOC = {200: {"description": "Prometheus text exposition",
+                     "content": {"text/plain": {"schema": {"type": "string"}}}}}
+
+
+@app.get("/metrics", tags=["system"], response_class=Response, responses=METRICS_DOC,
+         dependencies=[authorize(SYSTEM_READ)])
+async def prometheus_metrics(state: GatewayState = Depends(get_state)) -> Response:
+    """API and pipeline metrics in Prometheus text format."""
+    return Response(await metrics.scrape(state), media_type=metrics.CONTENT_TYPE)
 
 
 app.include_router(pose.router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,6 +62,7 @@ class PoseEstimator:
         self.batches = 0
         self.windows = 0
         self.batch_sizes: deque[int] = deque(maxlen=1000)
+        self.batch_ms: deque[float] = deque(maxlen=1000)  # time to infer each batch
         self.failures = 0  # batches whose prediction raised
         self.consecutive_failures = 0  # since the last batch that succeeded
         self.last_error: str | None = None
@@ -88,6 +90,7 @@ class PoseEstimator:
     async def __call__(self, hops: list[list[CsiWindow]]) -> list[list[Detection]]:
         """One request is one space's router windows of one hop; returns its detections."""
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             detections = await loop.run_in_executor(self._executor, self._predict, hops)
         except Exception as exc:
@@ -100,6 +103,7 @@ class PoseEstimator:
         self.batches += 1
         self.windows += n_windows
         self.batch_sizes.append(n_windows)
+        self.batch_ms.append((time.perf_counter() - started) * 1e3)
         return detections
 
     async def stats(self) -> dict[str, Any]:
@@ -109,6 +113,7 @@ class PoseEstimator:
             "windows": self.windows,
             "mean_batch": self.windows / self.batches if self.batches else 0.0,
             "recent_batch_sizes": list(self.batch_sizes)[-100:],
+            "recent_batch_ms": [round(ms, 3) for ms in list(self.batch_ms)[-100:]],
             "device": str(self.device),
             "estimator": self.estimator,
             "gpu_percent": self._gpu_percent(),

@@ -367,10 +367,6 @@ class ApiConfig(Strict):
     )
     cors: CorsConfig = Field(default_factory=CorsConfig, description="Allowed web origins")
     docs: bool = Field(True, description="Serve /docs and /openapi.json (to credentials)")
-    metrics_public: bool = Field(
-        False, description="Serve /metrics without a credential (for a scraper on a private "
-        "network); otherwise it needs system:read",
-    )
 
 
 class InferenceConfig(Strict):

@@ -446,6 +446,15 @@ class RateDecision:
         return out
 
 
+class RateLimited(Exception):
+    """A request over its rate-limit tier: HTTP 429 with Retry-After."""
+
+    def __init__(self, decision: RateDecision, detail: str) -> None:
+        super().__init__(detail)
+        self.decision = decision
+        self.detail = detail
+
+
 @dataclass
 class _Window:
     index: int
@@ -516,13 +525,6 @@ class RateLimiter:
         if len(self._counters) >= self.max_clients:  # all live: forget the oldest half
             for key in list(self._counters)[: self.max_clients // 2]:
                 del self._counters[key]
-
-
-def rate_policy(principal: Principal | None) -> tuple[str, str] | None:
-    """(tier, client key) of a request: anonymous by address is the caller's job."""
-    if principal is None or principal.kind == "anonymous":
-        return None
-    return principal.tier, principal.subject
 
 
 # -- origins and versions ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2, SecurityScopes
 from pydantic import BaseModel, Field
 
+from deployments.api.problems import problem_responses
 from deployments.api.state import ComponentUnavailable, current_state
 from invispose import security
 from invispose.config import SiteConfig
@@ -34,6 +35,7 @@ from invispose.security import (
     KeyRing,
     Principal,
     RateDecision,
+    RateLimited,
     RateLimiter,
     ScopeError,
     TokenCodec,
@@ -66,15 +68,6 @@ oauth2 = OAuth2(
     "(client id: the key id, client secret: the API key)",
     auto_error=False,
 )
-
-
-class RateLimited(Exception):
-    """A request over its rate-limit tier: 429 with Retry-After."""
-
-    def __init__(self, decision: RateDecision, detail: str) -> None:
-        super().__init__(detail)
-        self.decision = decision
-        self.detail = detail
 
 
 class KeyStore(Protocol):
@@ -304,7 +297,7 @@ def authorize(scope: str | None = None) -> Any:
 
 # -- /api/v1/auth -----------------------------------------------------------------------
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=problem_responses())
 
 
 class KeyRequest(BaseModel):
@@ -417,7 +410,26 @@ def _basic_client(header: str | None) -> tuple[str, str] | None:
     return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
 
 
-@router.post("/token", openapi_extra=TOKEN_BODY)
+OAUTH_ERROR = {"application/json": {"schema": {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+}}}
+TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A bearer token", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["access_token", "token_type", "expires_in"],
+        "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string"},
+                       "expires_in": {"type": "integer"}, "scope": {"type": "string"}},
+    }}}},
+    **{code: {"description": text, "content": OAUTH_ERROR} for code, text in (
+        (400, "invalid_request, unsupported_grant_type or invalid_scope (RFC 6749 §5.2)"),
+        (401, "invalid_client"),
+        (429, "Too many requests or failed authentications"),
+        (501, "This server holds no signing key"),
+    )},
+}
+
+
+@router.post("/token", openapi_extra=TOKEN_BODY, responses=TOKEN_RESPONSES)
 async def issue_token(request: Request) -> Any:
     """OAuth2 client credentials (RFC 6749 §4.4): an API key for a JWT of its scopes."""
     guard = gateway_security(request)

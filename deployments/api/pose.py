@@ -8,12 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from deployments.api.auth import authorize
+from deployments.api.problems import problem_responses
 from deployments.api.state import GatewayState, get_state
 from invispose.bus import pose_frame
 from invispose.schemas import PoseFrame
 from invispose.security import POSE_READ
 
-router = APIRouter(prefix="/api/v1/pose", tags=["pose"], dependencies=[authorize(POSE_READ)])
+router = APIRouter(prefix="/api/v1/pose", tags=["pose"], dependencies=[authorize(POSE_READ)],
+                   responses=problem_responses())
 
 
 def filter_persons(

@@ -18,13 +18,42 @@ from fastapi.responses import JSONResponse
 from ray.exceptions import RayError
 from starlette.exceptions import HTTPException
 
-from deployments.api.auth import RateLimited
 from deployments.api.state import ComponentUnavailable, current_state
-from invispose.security import AuthError, ScopeError
+from invispose.security import AuthError, RateLimited, ScopeError
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "application/problem+json"
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+ERRORS = {
+    401: "No valid credential (missing, malformed, expired, revoked)",
+    403: "The credential lacks the route's scope",
+    404: "No such resource",
+    406: "An API version this server does not serve was asked for",
+    422: "The request is not valid",
+    429: "Over the rate limit (see Retry-After)",
+    503: "A component is unavailable; retry shortly",
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problem bodies a route may answer with."""
+    return {
+        code: {"description": ERRORS[code],
+               "content": {PROBLEM_TYPE: {"schema": PROBLEM_SCHEMA}}}
+        for code in codes or ERRORS
+    }
 
 
 def problem(

@@ -25,7 +25,8 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from deployments.api.auth import GatewaySecurity, RateLimited
+from deployments.api import metrics
+from deployments.api.auth import GatewaySecurity
 from deployments.api.pose import filter_persons
 from deployments.api.state import GatewayState, current_state
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, pose_frame
@@ -35,6 +36,7 @@ from invispose.security import (
     STREAM_SUBSCRIBE,
     AuthError,
     Principal,
+    RateLimited,
     ScopeError,
     origin_allowed,
     websocket_credential,
@@ -63,6 +65,9 @@ STRING_FILTERS = ("zone_id", "person_id", "space_id")
 FILTER_KEYS = {*STRING_FILTERS, "min_confidence"}
 CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1011, 1013
 CLOSE_AUTH, CLOSE_FORBIDDEN, CLOSE_RATE = 4001, 4003, 4029  # 4000+: the application's own
+# websocket_messages_total children, bound once: a label lookup per frame is not free
+SENT = {kind: metrics.WS_MESSAGES.labels("out", name) for kind, name in
+        (("pose", "pose_update"), ("event", "event"), ("control", "control"))}
 
 
 def now_iso() -> str:
@@ -291,6 +296,7 @@ class ClientSession:
                 self.n_poses -= kind == "pose"
                 await self.ws.send_text(text)
                 self.sent += 1
+                SENT[kind].inc()
                 if kind == "pose" and t_end_s:
                     self.state.e2e_ms.append((time.time() - t_end_s) * 1e3)
 
@@ -333,6 +339,7 @@ class ClientSession:
             await self.error("a message must be a JSON object")
             return
         kind = data.get("type")
+        metrics.message_in(kind)
         if kind == "ping":
             await self.send_json({"type": "pong", "timestamp": now_iso()})
         elif kind == "subscribe":
@@ -517,7 +524,8 @@ async def stream(websocket: WebSocket) -> None:
         return
     client = ClientSession(state, websocket)
     registry.clients[client.client_id] = client
-    await client.send_json(
+    metrics.WS_ACTIVE.inc()
+    await client.send_json(  # queued: the sender task writes it first
         {
             "type": "connection",
             "status": "connected",
@@ -552,6 +560,7 @@ async def stream(websocket: WebSocket) -> None:
     finally:
         registry.remove(client)
         registry.release(peer)
+        metrics.WS_ACTIVE.dec()
         if watcher is not None:
             watcher.cancel()
         sender.cancel()

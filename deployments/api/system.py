@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
 from deployments.api.auth import authorize
+from deployments.api.problems import problem_responses
 from deployments.api.state import ComponentUnavailable, GatewayState, get_state
 from invispose.bus import pose_frame
 from invispose.security import SYSTEM_READ
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/system", tags=["system"])
+router = APIRouter(prefix="/api/v1/system", tags=["system"], responses=problem_responses())
 HEALTH_TIMEOUT_S = 5.0  # a probe gets an answer in bounded time, even from a stuck actor
 
 
@@ -79,7 +80,11 @@ def _plain(state: str) -> str:
     return "healthy" if state in ("healthy", "connected") else "unhealthy"
 
 
-@router.get("/health")
+HEALTH_503 = {503: {"description": "Unhealthy or starting: the failing components named",
+                    "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+@router.get("/health", responses=HEALTH_503)
 async def health_check(state: GatewayState = Depends(get_state)) -> Any:
     """Healthy or not, and which components (open to load balancers: no credential, and
     nothing beyond component names and healthy/unhealthy; /system/status has details).
