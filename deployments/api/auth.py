@@ -44,9 +44,6 @@ from invispose.security import (
 logger = logging.getLogger(__name__)
 
 KEYS_LOAD_TIMEOUT_S = 5.0
-# an unknown key reloads the ring at once (a key made a moment ago), at most this often;
-# one reload at a time, and each address has only auth.failures_per_minute tries
-UNKNOWN_KEY_RELOAD_S = 0.1
 TOKEN_URL = "/api/v1/auth/token"
 SCOPE_TEXT = {
     security.POSE_READ: "Read current poses, history, persons and zones",
@@ -141,6 +138,7 @@ class GatewaySecurity:
                        "rate_limited": 0, "key_reload_errors": 0}
         self._reload: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+        self._loads = 0  # key loads completed
 
     # -- key ring ---------------------------------------------------------------------
 
@@ -150,20 +148,20 @@ class GatewaySecurity:
             if used:
                 await self.keys.touch(used)
             self.ring.replace(await asyncio.wait_for(self.keys.load(), KEYS_LOAD_TIMEOUT_S))
+            self._loads += 1
         except Exception as exc:
             self.counts["key_reload_errors"] += 1
             logger.warning("gateway: API keys not reloaded (%s)", type(exc).__name__)
 
-    async def _reload_now(self) -> bool:
-        """Reload the keys at once, at most every UNKNOWN_KEY_RELOAD_S (an unknown key may
-        have been created a moment ago); False when it is too soon."""
-        loaded = self.ring.loaded_s
-        if loaded is not None and time.time() - loaded < UNKNOWN_KEY_RELOAD_S:
-            return False
+    async def _reload_now(self) -> None:
+        """Reload the keys at once (an unknown key may have been made a moment ago, by
+        another replica or `invispose keys`). Callers that arrive while a reload they did
+        not see start is running wait for it instead of starting another; each address
+        has only ``auth.failures_per_minute`` unknown keys to try."""
+        seen = self._loads
         async with self._reload_lock:
-            if self.ring.loaded_s == loaded:
+            if self._loads == seen:
                 await self._load_keys()
-        return True
 
     async def fresh_keys(self) -> None:
         """Have the key ring no older than ``auth.recheck_s``: wait for the first load,
@@ -196,8 +194,9 @@ class GatewaySecurity:
             try:
                 principal = self.authenticator.authenticate(credential)
             except AuthError as exc:
-                if exc.reason != "unknown_key" or not await self._reload_now():
+                if exc.reason != "unknown_key":
                     raise
+                await self._reload_now()
                 principal = self.authenticator.authenticate(credential)  # a key made just now
         except AuthError:
             self.counts["refused_401"] += 1

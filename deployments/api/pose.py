@@ -14,6 +14,8 @@ from invispose.bus import pose_frame
 from invispose.schemas import PoseFrame
 from invispose.security import POSE_READ
 
+MAX_SKIP = 10**12  # more frames than a store holds; SQLite's integers end at 2**63
+MAX_SPAN_S = 100 * 365.25 * 86_400  # a century: anything longer is a mistake, not a query
 router = APIRouter(prefix="/api/v1/pose", tags=["pose"], dependencies=[authorize(POSE_READ)],
                    responses=problem_responses())
 
@@ -76,7 +78,7 @@ async def get_pose_history(
     end_time: dt.datetime = Query(..., description="End time for history"),
     person_id: str | None = Query(None, description="Filter by person ID"),
     limit: int = Query(100, ge=1, le=1000, description="Maximum number of frames"),
-    skip: int = Query(0, ge=0, description="Number of frames to skip"),
+    skip: int = Query(0, ge=0, le=MAX_SKIP, description="Number of frames to skip"),
     space_id: str | None = Query(None, description="Only this space"),
     state: GatewayState = Depends(get_state),
 ) -> list[dict[str, Any]]:
@@ -97,7 +99,9 @@ async def get_pose_history(
 
 @router.get("/persons")
 async def get_persons(
-    active_within_s: float | None = Query(None, gt=0, description="Seen within this many s"),
+    active_within_s: float | None = Query(
+        None, gt=0, le=MAX_SPAN_S, description="Seen within this many seconds"
+    ),
     state: GatewayState = Depends(get_state),
 ) -> list[dict[str, Any]]:
     """Every known person, most recently seen first."""

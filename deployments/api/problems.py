@@ -19,6 +19,7 @@ from ray.exceptions import RayError
 from starlette.exceptions import HTTPException
 
 from deployments.api.state import ComponentUnavailable, current_state
+from invispose.errors import InvisPoseError
 from invispose.security import AuthError, RateLimited, ScopeError
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 ERRORS = {
+    400: "The request body could not be parsed",
     401: "No valid credential (missing, malformed, expired, revoked)",
     403: "The credential lacks the route's scope",
     404: "No such resource",
@@ -124,8 +126,12 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """A call to an actor failed: 503 naming the component (the Ray text goes to the log)."""
+    """A call to an actor failed: 503 naming the component (the Ray text goes to the log);
+    422 when the actor refused the request's values (a store query out of range)."""
     logger.warning("gateway: %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(getattr(exc, "cause", None), InvisPoseError):
+        return problem(422, "a parameter is out of the range this query accepts",
+                       instance=request.url.path)
     try:
         current_state().forget_actors()
     except RuntimeError:  # no GatewayState in this process (the app outside Serve)
