@@ -167,6 +167,18 @@ def test_every_route_and_the_stream_demand_the_right_credential(
                     assert await ws_outcome(url, credential) == 4001, (url, kind)
                 assert await ws_outcome(url, token(POSE_READ)) == 4003, url
                 assert await ws_outcome(url, token(STREAM_SUBSCRIBE)) == "connection", url
+            # browsers, which cannot set headers on a WebSocket: the subprotocol pair
+            async with anonymous.ws_connect(
+                f"ws://127.0.0.1:{stream_port}/ws/v1/stream",
+                protocols=("bearer", token(STREAM_SUBSCRIBE)),
+            ) as ws:
+                assert ws.protocol == "bearer"
+                assert (await ws.receive_json(timeout=60))["type"] == "connection"
+            # the open health probe says healthy/unhealthy and component names, no more
+            async with anonymous.get(base + "/api/v1/system/health") as resp:
+                health = await resp.json()
+            assert set(health) <= {"status", "timestamp", "components", "failing"}
+            assert set(health["components"].values()) <= {"healthy", "unhealthy"}
             # revoking a key closes the streams opened with it
             async with admin.post(base + "/api/v1/auth/keys", json={
                     "name": "streamer", "scopes": [STREAM_SUBSCRIBE]}) as resp:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -29,7 +30,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT, free_port
-from tests.e2e.conftest import TEST_SECRET, credential_headers
+from tests.e2e.conftest import TEST_SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -80,10 +81,9 @@ def processes_under(marker: str) -> list[str]:
     return found
 
 
-async def one_pose_update(port: int, timeout_s: float) -> dict[str, Any]:
-    async with aiohttp.ClientSession(headers=credential_headers()) as session, session.ws_connect(
-        f"http://127.0.0.1:{port}/ws/v1/stream"
-    ) as ws:
+async def one_pose_update(port: int, timeout_s: float, key: str) -> dict[str, Any]:
+    session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"})
+    async with session, session.ws_connect(f"http://127.0.0.1:{port}/ws/v1/stream") as ws:
         await ws.send_json({"type": "subscribe", "topic": "pose_updates"})
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -161,7 +161,10 @@ def test_up_probed_every_100ms_serves_and_stops_on_a_group_signal(
     assert set(answers[first:-1]) <= {(503, "starting"), (503, "unhealthy")}, sorted(
         set(answers[first:]), key=str
     )
-    update = asyncio.run(one_pose_update(port, 120))
+    # the first start printed an admin key, once; it opens the stream
+    keys = re.findall(r"ivp_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", log)
+    assert len(set(keys)) == 1 and "first start" in log, log[-3000:]
+    update = asyncio.run(one_pose_update(port, 120, keys[0]))
     assert update["space_id"] == "living_room"
     assert stop_group(proc, sig) == 0, (tmp / "up.log").read_text()[-3000:]
     assert_clean(tmp)
