@@ -137,6 +137,7 @@ class GatewaySecurity:
         self.counts = {"authenticated": 0, "refused_401": 0, "refused_403": 0,
                        "rate_limited": 0, "key_reload_errors": 0}
         self._reload: asyncio.Task[None] | None = None
+        self._flush: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._loads = 0  # key loads completed
 
@@ -203,7 +204,19 @@ class GatewaySecurity:
             self.failures.hit("auth_failures", peer)
             raise
         self.counts["authenticated"] += 1
+        if principal.key_id is not None and principal.kind == "api_key":
+            self._flush_used_soon()
         return principal
+
+    def _flush_used_soon(self) -> None:
+        """Write keys' last use within ``auth.recheck_s`` even when no request follows
+        (the reload that writes them otherwise waits for the next request)."""
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.site.auth.recheck_s)
+        await self._load_keys()
 
     def check_scope(self, principal: Principal, scope: str | None) -> None:
         """ScopeError (403) unless ``principal`` holds ``scope``."""
