@@ -15,7 +15,13 @@ from swagger_ui_bundle import swagger_ui_path
 
 from actors.common import GATEWAY_DEPLOYMENT
 from deployments.api import auth, metrics, pose, stream, system
-from deployments.api.auth import ActorKeys, GatewaySecurity, authorize, gateway_security
+from deployments.api.auth import (
+    ActorKeys,
+    GatewaySecurity,
+    authorize,
+    gateway_security,
+    limits_take,
+)
 from deployments.api.middleware import ApiMiddleware
 from deployments.api.problems import install_problem_handlers
 from deployments.api.state import GatewayState, get_state, install
@@ -118,9 +124,10 @@ class Gateway:
         self.state = GatewayState(config)
         self.state.estimator = estimator
         state = self.state
+        replicas = config.serve.gateway_replicas
         self.state.security = GatewaySecurity(
-            config, config.auth.jwt_secret, ActorKeys(lambda: state.store),
-            share=config.serve.gateway_replicas,
+            config, config.auth.jwt_secret, ActorKeys(lambda: state.store), share=replicas,
+            take=limits_take() if replicas > 1 else None,
         )
         stream.ClientRegistry(self.state)
         install(self.state)

@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from deployments.api import stream
-from deployments.api.auth import ActorKeys, GatewaySecurity
+from deployments.api.auth import ActorKeys, GatewaySecurity, limits_take
 from deployments.api.state import GatewayState
 from invispose.config import SiteConfig
 
@@ -70,9 +70,10 @@ class StreamServer:
         state = self.state = GatewayState(self.site)
         stream.ClientRegistry(state)
         # its own key ring and limiters: asyncio objects stay on the loop that uses them
+        replicas = self.site.serve.gateway_replicas
         state.security = GatewaySecurity(
             self.site, self.site.auth.jwt_secret, ActorKeys(lambda: state.store),
-            share=self.site.serve.gateway_replicas,
+            share=replicas, take=limits_take() if replicas > 1 else None,
         )
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(stream.router)

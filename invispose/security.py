@@ -19,7 +19,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -525,6 +525,77 @@ class RateLimiter:
         if len(self._counters) >= self.max_clients:  # all live: forget the oldest half
             for key in list(self._counters)[: self.max_clients // 2]:
                 del self._counters[key]
+
+
+class WindowCounts:
+    """The authoritative count of one limit across replicas: requests taken per
+    (policy, client) in each fixed window. The limits actor holds one; replicas take
+    leases of tokens from it (``LeasedLimiter``)."""
+
+    def __init__(self, max_clients: int = 100_000) -> None:
+        self._used: dict[tuple[str, str], tuple[int, int]] = {}  # -> (window index, used)
+        self.max_clients = max_clients
+
+    def take(self, policy: str, client: str, index: int, want: int, limit: int
+             ) -> tuple[int, int]:
+        """Grant up to ``want`` of the window's remaining tokens: (granted, used since)."""
+        key = (policy, client)
+        at, used = self._used.get(key, (index, 0))
+        if at < index:
+            at, used = index, 0
+        elif at > index:  # a replica whose clock is behind: nothing for a past window
+            return 0, limit
+        if key not in self._used and len(self._used) >= self.max_clients:
+            self._used = {k: v for k, v in self._used.items() if v[0] >= index}
+        granted = max(0, min(want, limit - used))
+        self._used[key] = (at, used + granted)
+        return granted, used + granted
+
+
+Take = Callable[[str, str, int, int, int], Awaitable[tuple[int, int]]]
+
+
+@dataclass
+class _Lease:
+    index: int
+    tokens: int = 0  # taken from the shared count, not yet used here
+    used: int = 0  # the shared count at the last take
+
+
+@dataclass
+class LeasedLimiter:
+    """One limit across gateway replicas, exact: the counts live in one place
+    (``WindowCounts`` behind ``take``), and each replica takes tokens in leases of
+    ``⌈limit / (4 · replicas)⌉`` (one at a time for small limits). All replicas together
+    never admit more than the limit; a client is refused early by at most the tokens other
+    replicas hold unused in their leases (a quarter of the limit at most). One shared call
+    per lease, not per request."""
+
+    policies: Mapping[str, tuple[int, float]]
+    take: Take
+    replicas: int = 2
+    clock: Callable[[], float] = time.time
+    _leases: dict[tuple[str, str], _Lease] = field(default_factory=dict)
+
+    async def hit(self, policy: str, client: str) -> RateDecision:
+        """Count one request of ``client`` under ``policy``."""
+        limit, window_s = self.policies[policy]
+        now = self.clock()
+        index = math.floor(now / window_s)
+        lease = self._leases.get((policy, client))
+        if lease is None or lease.index != index:
+            if len(self._leases) >= 100_000:
+                self._leases = {k: v for k, v in self._leases.items() if v.index == index}
+            lease = self._leases[(policy, client)] = _Lease(index)
+        if lease.tokens == 0:
+            size = max(1, math.ceil(limit / (4 * self.replicas)))
+            granted, lease.used = await self.take(policy, client, index, size, limit)
+            lease.tokens += granted
+        allowed = lease.tokens > 0
+        lease.tokens -= allowed
+        remaining = max(0, limit - lease.used) + lease.tokens
+        return RateDecision(allowed, policy, limit, min(remaining, limit), window_s,
+                            (index + 1) * window_s, now)
 
 
 # -- origins and versions ----------------------------------------------------------------

@@ -33,11 +33,13 @@ from invispose.security import (
     Authenticator,
     AuthError,
     KeyRing,
+    LeasedLimiter,
     Principal,
     RateDecision,
     RateLimited,
     RateLimiter,
     ScopeError,
+    Take,
     TokenCodec,
 )
 
@@ -123,7 +125,7 @@ class GatewaySecurity:
     ``auth.recheck_s``), the rate limiters, and counters."""
 
     def __init__(self, site: SiteConfig, secret: str | None, keys: KeyStore,
-                 share: int = 1) -> None:
+                 share: int = 1, take: Take | None = None) -> None:
         self.site = site
         self.enabled = site.auth.enabled
         self.codec = TokenCodec.from_config(site.auth, secret)
@@ -131,11 +133,16 @@ class GatewaySecurity:
         self.authenticator = Authenticator(self.codec, self.ring)
         self.keys = keys
         limits = site.api.rate_limits
+        # with replicas, the shared count (``take``: the limits actor); this replica's
+        # share of each limit only while that cannot be reached
         self.limiter = RateLimiter.from_config(limits, share=share) if limits.enabled else None
-        self.failures = RateLimiter(
+        self.shared = (LeasedLimiter(self.limiter.policies, take, replicas=share)
+                       if take is not None and self.limiter is not None and share > 1
+                       else None)
+        self.failures = RateLimiter(  # per replica: a share of the limit each
             {"auth_failures": (site.auth.failures_per_minute, 60.0)}, share=share)
         self.counts = {"authenticated": 0, "refused_401": 0, "refused_403": 0,
-                       "rate_limited": 0, "key_reload_errors": 0}
+                       "rate_limited": 0, "key_reload_errors": 0, "shared_limit_errors": 0}
         self._reload: asyncio.Task[None] | None = None
         self._flush: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
@@ -224,8 +231,8 @@ class GatewaySecurity:
             self.counts["refused_403"] += 1
             raise ScopeError(scope)
 
-    def limit(self, principal: Principal | None, peer: str, streaming: bool = False
-              ) -> RateDecision | None:
+    async def limit(self, principal: Principal | None, peer: str, streaming: bool = False
+                    ) -> RateDecision | None:
         """Count one request; RateLimited when over its tier."""
         if self.limiter is None or principal is LOOPBACK:
             return None
@@ -235,7 +242,17 @@ class GatewaySecurity:
             policy, client = "default", f"ip:{peer}"
         else:
             policy, client = principal.tier, principal.subject
-        decision = self.limiter.hit(policy, client)
+        decision = None
+        if self.shared is not None:
+            try:
+                decision = await asyncio.wait_for(self.shared.hit(policy, client),
+                                                  KEYS_LOAD_TIMEOUT_S)
+            except Exception as exc:
+                self.counts["shared_limit_errors"] += 1
+                logger.warning("gateway: shared rate limit unavailable (%s); this "
+                               "replica's share applies", type(exc).__name__)
+        if decision is None:
+            decision = self.limiter.hit(policy, client)
         if not decision.allowed:
             self.counts["rate_limited"] += 1
             raise RateLimited(decision, f"rate limit of the {policy!r} tier exceeded")
@@ -259,6 +276,32 @@ class GatewaySecurity:
         """Counters and the key ring's age."""
         loaded = self.ring.loaded_s
         return {**self.counts, "keys_age_s": None if loaded is None else time.time() - loaded}
+
+
+def limits_take() -> Take:
+    """``take`` through the limits actor, made by whichever replica needs it first
+    (detached: it outlives that replica; stop_system removes it with the others)."""
+    from actors.common import LIMITS_NAME, actor_options
+    from actors.limits import LimitsActor
+
+    handle: Any = None
+
+    async def take(policy: str, client: str, index: int, want: int, limit: int
+                   ) -> tuple[int, int]:
+        nonlocal handle
+        if handle is None:
+            handle = LimitsActor.options(
+                **{**actor_options(LIMITS_NAME), "lifetime": "detached"}, get_if_exists=True
+            ).remote()
+        try:
+            result: tuple[int, int] = await handle.take.remote(policy, client, index, want,
+                                                               limit)
+        except Exception:
+            handle = None  # look it up (or make it) again next time
+            raise
+        return result
+
+    return take
 
 
 def peer_of(request: Request) -> str:
@@ -298,7 +341,7 @@ async def _authorize(
     for scope in security_scopes.scopes:
         guard.check_scope(principal, scope)
     request.state.principal = principal
-    request.state.rate = guard.limit(principal, peer)
+    request.state.rate = await guard.limit(principal, peer)
     return principal
 
 
@@ -451,7 +494,7 @@ async def issue_token(request: Request) -> Any:
         return oauth_error(429, "invalid_request", "too many failed authentications",
                            over.headers())
     try:
-        request.state.rate = guard.limit(None, peer)
+        request.state.rate = await guard.limit(None, peer)
     except RateLimited as exc:
         return oauth_error(429, "invalid_request", exc.detail, exc.decision.headers())
     if request.headers.get("content-type", "").split(";")[0].strip() != (

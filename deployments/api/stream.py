@@ -492,7 +492,7 @@ async def _admit(
             headers.get("authorization"), websocket.query_params.get("token"), protocols)
         principal = await guard.principal(credential, peer)
         guard.check_scope(principal, STREAM_SUBSCRIBE)
-        guard.limit(principal, peer, streaming=True)
+        await guard.limit(principal, peer, streaming=True)
     except (AuthError, ScopeError, RateLimited) as exc:
         registry.auth_refused += 1
         code = (CLOSE_AUTH if isinstance(exc, AuthError)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -24,8 +25,10 @@ from invispose.security import (
     Authenticator,
     AuthError,
     KeyRing,
+    LeasedLimiter,
     RateLimiter,
     TokenCodec,
+    WindowCounts,
     bearer,
     deprecation_headers,
     jwt_secret,
@@ -280,3 +283,32 @@ def test_auth_off_is_for_loopback_binds_only_and_cors_never_wildcards_credential
     with pytest.raises(ConfigError, match="allow_credentials"):
         parse_config({**space, "api": {"cors": {"allow_origins": ["*"],
                                                 "allow_credentials": True}}}, env={})
+
+
+def replicas_sharing(counts: WindowCounts, n: int, clock: Clock, limit: int = 100
+                     ) -> list[LeasedLimiter]:
+    async def take(policy: str, client: str, index: int, want: int, lim: int
+                   ) -> tuple[int, int]:
+        return counts.take(policy, client, index, want, lim)
+
+    return [LeasedLimiter({"authenticated": (limit, 60.0)}, take, replicas=n, clock=clock)
+            for _ in range(n)]
+
+
+def test_a_shared_limit_is_exact_however_requests_land() -> None:
+    clock = Clock(600.0)
+    counts = WindowCounts()
+    replicas = replicas_sharing(counts, 3, clock)
+
+    async def run(order: list[int]) -> int:
+        return sum([(await replicas[i].hit("authenticated", "alice")).allowed for i in order])
+
+    assert asyncio.run(run([i % 3 for i in range(300)])) == 100  # spread: exactly the limit
+    clock.t = 660.0  # next window
+    assert asyncio.run(run([0] * 300)) == 100  # all on one replica: all of it there
+    clock.t = 720.0
+    early = asyncio.run(run([1, 2] * 5))  # two replicas hold leases of ceil(100/12) = 9
+    late = asyncio.run(run([0] * 200))
+    assert early == 10 and late >= 100 - 10 - 2 * 9 and early + late <= 100
+    decision = asyncio.run(replicas[0].hit("authenticated", "alice"))
+    assert not decision.allowed and decision.headers()["Retry-After"] == "60"
