@@ -83,14 +83,21 @@ def with_jwt_secret(site: SiteConfig) -> SiteConfig:
     return site.model_copy(update={"auth": site.auth.model_copy(update={"jwt_secret": secret})})
 
 
+def warn_if_open(site: SiteConfig) -> bool:
+    """Log a warning when the API needs no credential (loopback binds only); say if so."""
+    if site.auth.enabled:
+        return False
+    logger.warning(
+        "auth.enabled is false: every route is open to anyone who reaches %s:%d "
+        "(allowed on a loopback address only)", site.serve.host, site.serve.port,
+    )
+    return True
+
+
 def start_system(site: SiteConfig) -> Any:
     """Deploy the Serve app and start the supervisor (Ray must be initialised)."""
     site = with_jwt_secret(with_scene_epoch(site))
-    if not site.auth.enabled:
-        logger.warning(
-            "auth.enabled is false: every route is open to anyone who reaches %s:%d "
-            "(allowed on a loopback address only)", site.serve.host, site.serve.port,
-        )
+    warn_if_open(site)
     serve.start(http_options={"host": site.serve.host, "port": site.serve.port})
     serve.run(build_app(site), name=SERVE_APP, route_prefix="/")
     supervisor = SupervisorActor.options(

@@ -229,3 +229,18 @@ def test_the_stream_refuses_foreign_pages_and_missing_or_weak_credentials(
         assert asyncio.run(attempt(srv, {}, "", ("bearer", "junk"))) == (closed, 4001)
         assert srv.state.clients.stats()["origin_refused"] == 1
         assert srv.state.clients.stats()["auth_refused"] == 4
+
+
+def test_auth_off_on_loopback_opens_every_route_and_warns(
+    store: Store, caplog: Any
+) -> None:
+    from deployments.app import warn_if_open
+
+    open_site = site(auth={"enabled": False})
+    with caplog.at_level("WARNING"):
+        assert warn_if_open(open_site)
+    assert "auth.enabled is false" in caplog.text
+    assert not warn_if_open(site())
+    with Server(open_site, store) as srv:
+        assert srv.call("GET", "/openapi.json")[0] == 200
+        assert srv.call("GET", "/api/v1/auth/keys")[0] == 200
