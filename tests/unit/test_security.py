@@ -77,6 +77,17 @@ def pem_pair(private_key) -> tuple[bytes, bytes]:
     return private, public
 
 
+def key_file_codec(tmp_path: Path, algorithm: str, private_key) -> tuple[TokenCodec, bytes]:
+    """A codec over PEM files of ``private_key`` (k.pem, k.pub), and the public PEM."""
+    private, public = pem_pair(private_key)
+    (tmp_path / "k.pem").write_bytes(private)
+    (tmp_path / "k.pub").write_bytes(public)
+    codec = TokenCodec.from_config(AuthConfig(
+        algorithm=algorithm, private_key_file=tmp_path / "k.pem",
+        public_key_file=tmp_path / "k.pub"))
+    return codec, public
+
+
 def test_an_issued_token_verifies_with_its_subject_scopes_and_expiry() -> None:
     codec = hs256()
     token, life = codec.issue("alice", [POSE_READ, SYSTEM_READ], ttl_s=60)
@@ -119,12 +130,8 @@ def test_unknown_scopes_in_a_token_grant_nothing() -> None:
 
 
 def test_rs256_verifies_its_own_tokens_and_refuses_algorithm_confusion(tmp_path: Path) -> None:
-    private, public = pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    (tmp_path / "k.pem").write_bytes(private)
-    (tmp_path / "k.pub").write_bytes(public)
-    codec = TokenCodec.from_config(AuthConfig(
-        algorithm="RS256", private_key_file=tmp_path / "k.pem",
-        public_key_file=tmp_path / "k.pub"))
+    codec, public = key_file_codec(
+        tmp_path, "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
     token, _ = codec.issue("svc", [POSE_READ])
     assert codec.verify(token).subject == "svc"
     # the classic confusion: HS256 "signed" with the public key as the HMAC secret
@@ -138,12 +145,7 @@ def test_rs256_verifies_its_own_tokens_and_refuses_algorithm_confusion(tmp_path:
 
 
 def test_es256_round_trip(tmp_path: Path) -> None:
-    private, public = pem_pair(ec.generate_private_key(ec.SECP256R1()))
-    (tmp_path / "e.pem").write_bytes(private)
-    (tmp_path / "e.pub").write_bytes(public)
-    codec = TokenCodec.from_config(AuthConfig(
-        algorithm="ES256", private_key_file=tmp_path / "e.pem",
-        public_key_file=tmp_path / "e.pub"))
+    codec, _ = key_file_codec(tmp_path, "ES256", ec.generate_private_key(ec.SECP256R1()))
     token, _ = codec.issue("svc", [SYSTEM_READ])
     assert codec.verify(token).scopes == {SYSTEM_READ}
     assert reason(hs256().verify, token) == "algorithm"
