@@ -188,6 +188,9 @@ def test_rate_limits_trip_with_retry_after_and_recover(store: Store) -> None:
             assert time.monotonic() < deadline, "the limit never recovered"
         status, headers, _ = srv.call("GET", "/openapi.json", credential=key)
         assert "X-RateLimit-Limit" in headers and headers["X-RateLimit-Limit"] == "3"
+        premium = srv.key(POSE_READ, tier="premium")  # the seed's premium tier
+        status, headers, _ = srv.call("GET", "/openapi.json", credential=premium)
+        assert status == 200 and headers["RateLimit-Policy"] == '"premium";q=10000;w=3600'
 
 
 def test_failed_authentications_are_limited_per_address(store: Store) -> None:
