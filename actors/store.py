@@ -34,6 +34,7 @@ QUERIES = frozenset(
         "zone",
         "load_snapshot",
         "outbox_due",
+        "outbox_heads",
         "outbox_get",
         "deliveries",
         "cursor",
@@ -101,6 +102,22 @@ class StoreHost:
     async def put_zone(self, zone_id: str, data: dict[str, Any]) -> None:
         """Record a zone's configuration."""
         await self._run(self._store.put_zone, zone_id, data)
+
+    async def outbox_add_many(self, items: list[tuple[str, int]]) -> list[int]:
+        """Owe webhook deliveries (durably; adding one twice is a no-op)."""
+        ids: list[int] = await self._run(self._store.outbox_add_many, items)
+        return ids
+
+    async def outbox_mark(self, outbox_id: int, delivered: bool, **kwargs: Any
+                          ) -> dict[str, Any]:
+        """Record one delivery attempt (see Store.outbox_mark)."""
+        row: dict[str, Any] = await self._run(self._store.outbox_mark, outbox_id, delivered,
+                                              **kwargs)
+        return row
+
+    async def set_cursor(self, name: str, event_id: int) -> None:
+        """Remember the last event a consumer handled."""
+        await self._run(self._store.set_cursor, name, event_id)
 
     async def add_key(self, record: ApiKey, digest: str) -> None:
         """Keep a new API key (durably)."""

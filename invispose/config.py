@@ -218,14 +218,62 @@ class MqttConfig(Strict):
     embedded_broker: bool = Field(True, description="Start a local broker if none answers")
 
 
+class RetryPolicy(Strict):
+    """How a failed delivery is retried (seed §5.2): exponential backoff plus jitter."""
+
+    max_attempts: int = Field(3, ge=1, le=100, description="Attempts in all, the first included")
+    retry_on_status: list[int] = Field(
+        [408, 429, 500, 502, 503, 504],
+        description="HTTP statuses worth another attempt (network errors and timeouts always "
+        "are); any other non-2xx gives up",
+    )
+    base_delay_s: float = Field(2.0, gt=0, description="Delay before the second attempt")
+    max_delay_s: float = Field(300.0, gt=0, description="Longest delay between attempts")
+
+
 class WebhookConfig(Strict):
-    """One webhook endpoint and the events it receives."""
+    """One webhook endpoint and the events it receives (seed ``WebhookConfig``)."""
 
     id: str = Field(..., min_length=1, description="Unique webhook id")
-    url: str = Field(..., description="HTTPS (or loopback HTTP) URL to POST events to")
+    url: str = Field(..., description="HTTP(S) URL to POST events to (see webhooks.allow_cidrs)")
     secret: str = Field(..., min_length=16, description="Signing secret (use ${ENV})")
     events: list[str] = Field(["*"], description="Event names (seed catalogue) or '*'")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers")
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy, description="Retries")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Time allowed for one attempt")
     enabled: bool = Field(True, description="Deliver to this endpoint")
+
+    @model_validator(mode="after")
+    def _http_url(self) -> WebhookConfig:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", self.url):
+            raise ValueError(f"url {self.url!r} must be an http:// or https:// URL")
+        return self
+
+
+class WebhooksConfig(Strict):
+    """Webhook endpoints and where deliveries may go."""
+
+    allow_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks deliveries may reach (e.g. 192.168.0.0/16 for a Home "
+        "Assistant on the LAN); loopback, private, link-local and metadata addresses are "
+        "refused unless listed",
+    )
+    endpoints: list[WebhookConfig] = Field(default_factory=list, description="Endpoints")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_is_endpoints(cls, data: Any) -> Any:
+        return {"endpoints": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _networks(self) -> WebhooksConfig:
+        for cidr in self.allow_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allow_cidrs: {cidr!r} is not a network") from exc
+        return self
 
 
 class StoreConfig(Strict):
@@ -479,7 +527,7 @@ class SiteConfig(Strict):
     routers: list[RouterConfig] = Field(default_factory=list, description="CSI receivers")
     zones: list[ZoneConfig] = Field(default_factory=list, description="Floor zones")
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT bridge")
-    webhooks: list[WebhookConfig] = Field(default_factory=list, description="Webhooks")
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig, description="Webhooks")
     store: StoreConfig = Field(default_factory=StoreConfig, description="History store")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API authentication")
     api: ApiConfig = Field(default_factory=ApiConfig, description="Versions, limits, CORS")
@@ -503,7 +551,7 @@ class SiteConfig(Strict):
             ("space", [s.id for s in self.spaces]),
             ("router", [r.id for r in self.routers]),
             ("zone", [z.id for z in self.zones]),
-            ("webhook", [w.id for w in self.webhooks]),
+            ("webhook", [w.id for w in self.webhooks.endpoints]),
         ):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:

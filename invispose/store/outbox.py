@@ -100,16 +100,36 @@ class Outbox(StoreBase):
                 "ORDER BY o.next_attempt_us, o.id LIMIT ?",
                 (now_us, limit),
             )
-        due = []
-        for row in rows:
-            item = _outbox_dict(row[:10])
-            type_, t_us, space_id, data = row[10:]
-            item["event"] = Event.model_construct(
-                id=row[2], type=type_, timestamp=from_us(t_us), space_id=space_id,
-                data=json.loads(data),
-            )  # fmt: skip
-            due.append(item)
-        return due
+        return [self._with_event(row) for row in rows]
+
+    def outbox_heads(
+        self, now: dt.datetime | float | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Each webhook's oldest pending delivery, when it is due: delivering only these
+        keeps every endpoint's events in order (a later event waits for an earlier one's
+        retries)."""
+        check_int(limit, "limit", 0, MAX_OUTBOX_LIMIT)
+        now_us = _when_us(now, "now")
+        with self._lock:
+            rows = self._query(
+                f"SELECT {_OUTBOX_COLUMNS}, e.type, e.t_us, e.space_id, e.data "
+                "FROM webhook_outbox o JOIN events e ON e.id = o.event_id "
+                "WHERE o.id IN (SELECT min(id) FROM webhook_outbox WHERE state = 'pending' "
+                "GROUP BY webhook_id) AND o.next_attempt_us <= ? "
+                "ORDER BY o.next_attempt_us, o.id LIMIT ?",
+                (now_us, limit),
+            )
+        return [self._with_event(row) for row in rows]
+
+    @staticmethod
+    def _with_event(row: tuple[Any, ...]) -> dict[str, Any]:
+        item = _outbox_dict(row[:10])
+        type_, t_us, space_id, data = row[10:]
+        item["event"] = Event.model_construct(
+            id=row[2], type=type_, timestamp=from_us(t_us), space_id=space_id,
+            data=json.loads(data),
+        )  # fmt: skip
+        return item
 
     def outbox_get(self, outbox_id: int) -> dict[str, Any] | None:
         """One outbox row (without the event), or None."""

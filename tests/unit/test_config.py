@@ -33,7 +33,7 @@ def test_site_example_covers_real_hardware() -> None:
     kinds = {r.kind for r in config.routers}
     assert {"esp32-udp", "nexmon-udp", "file"} <= kinds
     assert config.mqtt.password == "pw"
-    assert config.webhooks[0].secret == "s" * 32
+    assert config.webhooks.endpoints[0].secret == "s" * 32
 
 
 def test_missing_env_var_names_the_field() -> None:
