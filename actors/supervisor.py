@@ -13,10 +13,18 @@ from typing import Any
 import ray
 
 from actors.bus import BusActor
-from actors.common import BUS_NAME, STORE_NAME, actor_options, router_group_name, space_name
+from actors.common import (
+    BUS_NAME,
+    STORE_NAME,
+    WEBHOOKS_NAME,
+    actor_options,
+    router_group_name,
+    space_name,
+)
 from actors.router import RouterGroupActor
 from actors.space import SpaceActor
 from actors.store import StoreActor
+from actors.webhooks import WebhookActor
 from invispose import __version__
 from invispose import events as ev
 from invispose.bus import EVENT_TOPIC, event_message
@@ -48,6 +56,7 @@ class SupervisorHost:
         self.site = SiteConfig.model_validate(site)
         self.store: Any = None
         self.bus: Any = None
+        self.webhooks: Any = None  # the webhook dispatcher, when endpoints are configured
         self.trackers: dict[str, Any] = {}  # space id -> SpaceActor (tracker + routers)
         self.groups: dict[str, list[Any]] = {}  # space id -> its RouterGroupActors
         # the routers each host (SpaceActor or RouterGroupActor) should run
@@ -100,6 +109,11 @@ class SupervisorHost:
                 self.routers[router.id] = router
                 self.router_states.setdefault(router.id, "waiting")
                 await self.store.put_router.remote(router.id, router.model_dump(mode="json"))
+        if any(w.enabled for w in self.site.webhooks.endpoints):
+            self.webhooks = WebhookActor.options(
+                **actor_options(WEBHOOKS_NAME), get_if_exists=True
+            ).remote(self.site_dict, self.store)
+            await self.webhooks.start.remote()  # delivers from here on: system.started first
         await self.emit(
             ev.SYSTEM_STARTED,
             ev.system_started(
@@ -329,6 +343,9 @@ class SupervisorHost:
 
         names = ["store", "bus", *(f"tracker:{s}" for s in self.trackers)]
         handles = [self.store, self.bus, *self.trackers.values()]
+        if self.webhooks is not None:
+            names.append("webhooks")
+            handles.append(self.webhooks)
         states = await asyncio.gather(*(ping(h) for h in handles))
         components = dict(zip(names, states, strict=True))
         for router_id, state in self.router_states.items():

@@ -144,7 +144,7 @@ class LocalOutbox:
 class ActorOutbox:
     """OutboxStore over the StoreActor: reads through ``query``, writes by name."""
 
-    READS = frozenset({"cursor", "events_since", "outbox_heads"})
+    READS = frozenset({"cursor", "events_since", "outbox_heads", "last_event_id"})
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
@@ -173,6 +173,12 @@ class WebhookDispatcher:
                                              limit_per_host=4)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
+
+    async def start_from_now(self) -> None:
+        """Set a cursor that was never set to the newest stored event."""
+        if await self.store.call("cursor", CURSOR) == 0:
+            newest: int = await self.store.call("last_event_id")
+            await self.store.call("set_cursor", CURSOR, newest)
 
     async def step(self) -> int:
         """Owe new events' deliveries, then attempt what is due; the attempts made."""
@@ -250,8 +256,10 @@ class WebhookHost:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Begin delivering (idempotent)."""
+        """Begin delivering (idempotent). On the very first start the cursor is set to the
+        newest stored event: endpoints get what happens from now on, not the history."""
         if self._task is None or self._task.done():
+            await self.dispatcher.start_from_now()
             self._task = asyncio.get_running_loop().create_task(self.dispatcher.run())
 
     async def stats(self) -> dict[str, Any]:
