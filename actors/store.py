@@ -35,6 +35,8 @@ QUERIES = frozenset(
         "load_snapshot",
         "outbox_due",
         "outbox_heads",
+        "webhook",
+        "webhooks",
         "outbox_get",
         "deliveries",
         "cursor",
@@ -114,6 +116,20 @@ class StoreHost:
         row: dict[str, Any] = await self._run(self._store.outbox_mark, outbox_id, delivered,
                                               **kwargs)
         return row
+
+    async def put_webhook(self, webhook_id: str, data: dict[str, Any]) -> None:
+        """Keep a webhook endpoint registered through the API (durably)."""
+        await self._run(self._store.put_webhook, webhook_id, data)
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Remove a registered webhook endpoint."""
+        deleted: bool = await self._run(self._store.delete_webhook, webhook_id)
+        return deleted
+
+    async def outbox_redeliver(self, delivery_id: int) -> int | None:
+        """Owe again the delivery of a log entry."""
+        outbox_id: int | None = await self._run(self._store.outbox_redeliver, delivery_id)
+        return outbox_id
 
     async def set_cursor(self, name: str, event_id: int) -> None:
         """Remember the last event a consumer handled."""

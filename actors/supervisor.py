@@ -56,7 +56,7 @@ class SupervisorHost:
         self.site = SiteConfig.model_validate(site)
         self.store: Any = None
         self.bus: Any = None
-        self.webhooks: Any = None  # the webhook dispatcher, when endpoints are configured
+        self.webhooks: Any = None  # the webhook dispatcher
         self.trackers: dict[str, Any] = {}  # space id -> SpaceActor (tracker + routers)
         self.groups: dict[str, list[Any]] = {}  # space id -> its RouterGroupActors
         # the routers each host (SpaceActor or RouterGroupActor) should run
@@ -109,11 +109,11 @@ class SupervisorHost:
                 self.routers[router.id] = router
                 self.router_states.setdefault(router.id, "waiting")
                 await self.store.put_router.remote(router.id, router.model_dump(mode="json"))
-        if any(w.enabled for w in self.site.webhooks.endpoints):
-            self.webhooks = WebhookActor.options(
-                **actor_options(WEBHOOKS_NAME), get_if_exists=True
-            ).remote(self.site_dict, self.store)
-            await self.webhooks.start.remote()  # delivers from here on: system.started first
+        # always: endpoints may also be registered through the API while it runs
+        self.webhooks = WebhookActor.options(
+            **actor_options(WEBHOOKS_NAME), get_if_exists=True
+        ).remote(self.site_dict, self.store)
+        await self.webhooks.start.remote()  # delivers from here on: system.started first
         await self.emit(
             ev.SYSTEM_STARTED,
             ev.system_started(

@@ -144,7 +144,7 @@ class LocalOutbox:
 class ActorOutbox:
     """OutboxStore over the StoreActor: reads through ``query``, writes by name."""
 
-    READS = frozenset({"cursor", "events_since", "outbox_heads", "last_event_id"})
+    READS = frozenset({"cursor", "events_since", "outbox_heads", "last_event_id", "webhooks"})
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
@@ -160,6 +160,7 @@ class WebhookDispatcher:
 
     def __init__(self, config: WebhooksConfig, store: OutboxStore) -> None:
         self.config = config
+        self.configured = {w.id: w for w in config.endpoints}
         self.endpoints = {w.id: w for w in config.endpoints if w.enabled}
         self.store = store
         self.gone: set[str] = set()  # answered 410: nothing more this run
@@ -180,8 +181,24 @@ class WebhookDispatcher:
             newest: int = await self.store.call("last_event_id")
             await self.store.call("set_cursor", CURSOR, newest)
 
+    async def _load_endpoints(self) -> None:
+        """The config's endpoints and those registered through the API (which cannot
+        replace a configured id), enabled ones only."""
+        endpoints = dict(self.configured)
+        stored: dict[str, dict[str, Any]] = await self.store.call("webhooks")
+        for webhook_id, data in stored.items():
+            if webhook_id in endpoints:
+                continue
+            try:
+                endpoints[webhook_id] = WebhookConfig.model_validate(data)
+            except ValueError as exc:
+                logger.warning("webhook %s in the store is not valid (%s); skipped",
+                               webhook_id, exc)
+        self.endpoints = {k: w for k, w in endpoints.items() if w.enabled}
+
     async def step(self) -> int:
         """Owe new events' deliveries, then attempt what is due; the attempts made."""
+        await self._load_endpoints()
         cursor: int = await self.store.call("cursor", CURSOR)
         events: list[Event] = await self.store.call("events_since", cursor, EVENTS_PER_POLL)
         owed = [(w.id, int(e.id)) for e in events if e.id is not None

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from actors.common import GATEWAY_DEPLOYMENT
-from deployments.api import auth, metrics, pose, stream, system
+from deployments.api import auth, metrics, pose, stream, system, webhooks
 from deployments.api.auth import (
     ActorKeys,
     GatewaySecurity,
@@ -93,6 +93,7 @@ async def prometheus_metrics(state: GatewayState = Depends(get_state)) -> Respon
 app.include_router(pose.router)
 app.include_router(system.router)
 app.include_router(auth.router)
+app.include_router(webhooks.router)
 app.include_router(stream.router)
 
 

@@ -43,6 +43,7 @@ ERRORS = {
     403: "The credential lacks the route's scope",
     404: "No such resource",
     406: "An API version this server does not serve was asked for",
+    409: "It exists already, or is defined in the config file",
     422: "The request is not valid",
     429: "Over the rate limit (see Retry-After)",
     503: "A component is unavailable; retry shortly",

@@ -201,6 +201,23 @@ class Outbox(StoreBase):
             raise InvisPoseError(f"outbox row {outbox_id} vanished")
         return updated
 
+    def outbox_redeliver(self, delivery_id: int, *, now: dt.datetime | float | None = None
+                         ) -> int | None:
+        """Owe again the delivery a log entry belongs to, due now (delivered or given up
+        before); its outbox id, or None when there is no such entry."""
+        check_int(delivery_id, "delivery_id", 1)
+        now_us = _when_us(now, "now")
+        with self._lock, self._transaction(durable=True) as conn:
+            row = conn.execute("SELECT outbox_id FROM webhook_deliveries WHERE id = ?",
+                               (delivery_id,)).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE webhook_outbox SET state = 'pending', next_attempt_us = ?, "
+                "updated_us = ? WHERE id = ?", (now_us, now_us, row[0]),
+            )
+        return int(row[0])
+
     def deliveries(
         self, webhook_id: str | None = None, limit: int = 100, before_id: int | None = None
     ) -> list[dict[str, Any]]:

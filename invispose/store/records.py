@@ -12,7 +12,7 @@ from invispose.store.base import StoreBase
 from invispose.store.checks import check_id, check_int
 from invispose.store.codec import dumps
 
-_ConfigTable = Literal["routers", "zones"]
+_ConfigTable = Literal["routers", "zones", "webhooks"]
 
 
 def _now_us() -> int:
@@ -89,6 +89,22 @@ class Records(StoreBase):
     def delete_zone(self, zone_id: str) -> bool:
         """Remove a zone's configuration; True if it existed."""
         return self._delete_config("zones", zone_id)
+
+    def put_webhook(self, webhook_id: str, data: Mapping[str, Any]) -> None:
+        """Insert or replace a webhook endpoint registered through the API."""
+        self._put_config("webhooks", webhook_id, data)
+
+    def webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        """One registered webhook endpoint, or None."""
+        return self._get_config("webhooks", webhook_id)
+
+    def webhooks(self) -> dict[str, dict[str, Any]]:
+        """Every registered webhook endpoint by id."""
+        return self._all_config("webhooks")
+
+    def delete_webhook(self, webhook_id: str) -> bool:
+        """Remove a registered webhook endpoint; True if it existed."""
+        return self._delete_config("webhooks", webhook_id)
 
     # -- tracker snapshots -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from invispose.errors import InvisPoseError
 
 #: version this code writes; bump it and add a step to MIGRATIONS when the schema changes
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: API keys (version 2): the SHA-256 digest of each key, never the key
 API_KEYS = (
@@ -29,8 +29,17 @@ API_KEYS = (
     )""",
 )
 
+#: webhook endpoints registered through the API (version 3); the config's are not here
+WEBHOOKS = (
+    """CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        updated_us INTEGER NOT NULL
+    )""",
+)
+
 #: statements that take a database at version v (the key) to version v + 1
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: API_KEYS}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: API_KEYS, 2: WEBHOOKS}
 
 TABLES: tuple[str, ...] = (
     """CREATE TABLE schema_version (
@@ -144,6 +153,7 @@ TABLES: tuple[str, ...] = (
     "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id)",
     "CREATE INDEX webhook_deliveries_at ON webhook_deliveries (at_us)",
     *API_KEYS,
+    *WEBHOOKS,
 )
 
 

@@ -81,6 +81,11 @@ def request_for(path: str, method: str, operation: dict[str, Any]) -> dict[str, 
     body = None
     if method == "post" and path.endswith("/auth/keys"):
         body = {"name": "matrix", "scopes": [POSE_READ]}
+    elif method == "post" and path.endswith("/webhooks"):
+        # .invalid never resolves (RFC 6761): nothing is sent anywhere
+        body = {"id": f"matrix{time.monotonic_ns()}", "url": "https://hooks.invalid/x"}
+    elif method == "patch":
+        body = {}
     return {"path": path, "params": params, "json": body}
 
 

@@ -49,3 +49,71 @@ def test_system_events_reach_a_webhook_signed(
         stop_system(supervisor)
         asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
+
+
+def test_webhooks_registered_through_the_api_deliver_log_redeliver_and_ping(
+    ray_cluster: int, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from deployments.app import start_system, stop_system
+    from invispose.security import CONFIG_WRITE
+    from tests.e2e.conftest import credential_headers
+
+    receiver = Receiver()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(receiver.start(), loop).result(timeout=30)
+    site = make_site(tmp_path, ray_cluster, random_checkpoint,
+                     webhooks={"allow_cidrs": ["127.0.0.0/8"]})
+    supervisor = start_system(site)
+    base = f"http://127.0.0.1:{ray_cluster}/api/v1/webhooks"
+
+    async def run() -> None:
+        session = aiohttp.ClientSession(headers=credential_headers(CONFIG_WRITE))
+        async with session:
+            async with session.post(base, json={"id": "ha", "url": receiver.url}) as resp:
+                assert resp.status == 201, await resp.text()
+                created = await resp.json()
+            secret = created["secret"]  # generated, shown this once
+            async with session.get(f"{base}/ha") as resp:
+                assert "secret" not in await resp.json()
+            async with session.post(base, json={"id": "ha", "url": receiver.url}) as resp:
+                assert resp.status == 409
+            async with session.post(base, json={"id": "lan", "url": "http://10.0.0.5/x"}
+                                    ) as resp:
+                assert resp.status == 422  # not in allow_cidrs
+            deadline = time.monotonic() + 120
+            while not receiver.got:  # the simulated people make events all the time
+                assert time.monotonic() < deadline, "no delivery"
+                await asyncio.sleep(0.2)
+            first = receiver.got[0]
+            Webhook(secret.encode()).verify(first["body"], first["headers"])
+            async with session.get(f"{base}/ha/deliveries") as resp:
+                log = await resp.json()
+            entry = next(e for e in log if e["delivered"])
+            assert entry["status_code"] == 200 and entry["duration_ms"] >= 0
+            seen = len(receiver.got)
+            async with session.post(f"{base}/ha/deliveries/{entry['id']}/redeliver") as resp:
+                assert resp.status == 202
+            wanted = f"msg_ha_{entry['event_id']}"
+            while not any(h["headers"]["webhook-id"] == wanted for h in receiver.got[seen:]):
+                assert time.monotonic() < deadline, "not redelivered"
+                await asyncio.sleep(0.2)
+            async with session.post(f"{base}/ha/ping") as resp:
+                pinged = await resp.json()
+            assert pinged["delivered"] and pinged["status_code"] == 200
+            async with session.patch(f"{base}/ha", json={"active": False}) as resp:
+                assert (await resp.json())["active"] is False
+            async with session.delete(f"{base}/ha") as resp:
+                assert resp.status == 204
+            async with session.get(f"{base}/ha") as resp:
+                assert resp.status == 404
+
+    try:
+        asyncio.run(run())
+    finally:
+        stop_system(supervisor)
+        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)

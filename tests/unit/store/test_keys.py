@@ -28,11 +28,12 @@ def test_keys_are_kept_as_digests_revoked_and_touched(tmp_path: Path) -> None:
     assert key.encode() not in raw and key_digest(key).encode() in raw
 
 
-def test_a_version_1_store_gains_the_key_table(tmp_path: Path) -> None:
+def test_a_version_1_store_gains_the_key_and_webhook_tables(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     Store(path).close()
     conn = sqlite3.connect(path)  # as version 1 left it
     conn.execute("DROP TABLE api_keys")
+    conn.execute("DROP TABLE webhooks")
     conn.execute("UPDATE schema_version SET version = 1")
     conn.commit()
     conn.close()
@@ -42,7 +43,8 @@ def test_a_version_1_store_gains_the_key_table(tmp_path: Path) -> None:
         assert store.keys_count() == 1
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] \
-        == SCHEMA_VERSION == 2
+        == SCHEMA_VERSION == 3
+    assert conn.execute("SELECT count(*) FROM webhooks").fetchone()[0] == 0  # version 3
     conn.close()
 
 
