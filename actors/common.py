@@ -9,6 +9,7 @@ STORE_NAME = "invispose.store"
 BUS_NAME = "invispose.bus"
 SUPERVISOR_NAME = "invispose.supervisor"
 WEBHOOKS_NAME = "invispose.webhooks"
+MQTT_NAME = "invispose.mqtt"
 LIMITS_NAME = "invispose.limits"  # rate-limit counts shared by gateway replicas
 SERVE_APP = "invispose"
 ESTIMATOR_DEPLOYMENT = "PoseEstimator"

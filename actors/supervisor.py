@@ -15,12 +15,14 @@ import ray
 from actors.bus import BusActor
 from actors.common import (
     BUS_NAME,
+    MQTT_NAME,
     STORE_NAME,
     WEBHOOKS_NAME,
     actor_options,
     router_group_name,
     space_name,
 )
+from actors.mqtt import MqttActor
 from actors.router import RouterGroupActor
 from actors.space import SpaceActor
 from actors.store import StoreActor
@@ -57,6 +59,7 @@ class SupervisorHost:
         self.store: Any = None
         self.bus: Any = None
         self.webhooks: Any = None  # the webhook dispatcher
+        self.mqtt: Any = None  # the MQTT bridge, when mqtt.enabled
         self.trackers: dict[str, Any] = {}  # space id -> SpaceActor (tracker + routers)
         self.groups: dict[str, list[Any]] = {}  # space id -> its RouterGroupActors
         # the routers each host (SpaceActor or RouterGroupActor) should run
@@ -109,6 +112,10 @@ class SupervisorHost:
                 self.routers[router.id] = router
                 self.router_states.setdefault(router.id, "waiting")
                 await self.store.put_router.remote(router.id, router.model_dump(mode="json"))
+        if self.site.mqtt.enabled:
+            self.mqtt = MqttActor.options(**actor_options(MQTT_NAME), get_if_exists=True
+                                          ).remote(self.site_dict, self.bus)
+            await self.mqtt.start.remote()
         # always: endpoints may also be registered through the API while it runs
         self.webhooks = WebhookActor.options(
             **actor_options(WEBHOOKS_NAME), get_if_exists=True
@@ -144,6 +151,9 @@ class SupervisorHost:
         with contextlib.suppress(Exception):
             await self.emit(ev.SYSTEM_STOPPED, ev.system_stopped(_now()))
             await self.store.flush.remote()
+        if self.mqtt is not None:  # after system.stopped went out: then `stopped`
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.mqtt.stop.remote(), 5.0)
 
     async def remove_router(self, router_id: str) -> bool:
         """Stop and remove a router at runtime."""

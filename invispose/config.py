@@ -216,6 +216,23 @@ class MqttConfig(Strict):
     topic_prefix: str = Field("invispose", description="Prefix of every published topic")
     discovery_prefix: str = Field("homeassistant", description="Home Assistant discovery prefix")
     embedded_broker: bool = Field(True, description="Start a local broker if none answers")
+    ca_file: Path | None = Field(None, description="TLS: CA certificate(s) of the broker")
+    cert_file: Path | None = Field(None, description="TLS: client certificate")
+    key_file: Path | None = Field(None, description="TLS: client key")
+    max_message_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest message published or accepted (seed: 256 KB)"
+    )
+    pose_interval_s: float = Field(
+        0.5, ge=0.05, description="pose/current and person updates at most this often per "
+        "space (Home Assistant needs no 20 Hz)",
+    )
+    status_interval_s: float = Field(10.0, gt=0, description="system/status this often")
+
+    @model_validator(mode="after")
+    def _url(self) -> MqttConfig:
+        if not re.fullmatch(r"(mqtts?|wss?)://[^\s/:]+(:\d+)?(/\S*)?", self.url):
+            raise ValueError(f"url {self.url!r} must be mqtt://, mqtts://, ws:// or wss://")
+        return self
 
 
 class RetryPolicy(Strict):
