@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import ssl
@@ -80,6 +81,7 @@ class MqttBridge:
         # retained state, republished on every connect; zones start empty
         self.zones: dict[str, list[str]] = {z.id: [] for z in site.zones}
         self.zone_sent: dict[str, list[str] | None] = {z.id: None for z in site.zones}
+        self.max_occupancy = {z.id: z.max_occupancy for z in site.zones}
         self.motion: dict[str, bool] = {}
         self.status: dict[str, Any] = {"status": "starting"}
         self._last_pose: dict[str, float] = {}
@@ -124,9 +126,8 @@ class MqttBridge:
                     timestamp: str | None = None) -> None:
         if not force and self.zone_sent.get(zone_id) == persons:
             return
-        zone = next((z for z in self.site.zones if z.id == zone_id), None)
         await self.publish("zone_occupancy", topics.zone_occupancy(
-            zone_id, persons, timestamp, zone.max_occupancy if zone else None), zone_id=zone_id)
+            zone_id, persons, timestamp, self.max_occupancy.get(zone_id)), zone_id=zone_id)
         self.zone_sent[zone_id] = list(persons)
 
     async def on_pose(self, message: dict[str, Any]) -> None:
@@ -178,9 +179,69 @@ class MqttBridge:
 
     async def _incoming(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else str(
+                message.payload or "").encode()
             if message.topic.matches(f"{self.config.discovery_prefix}/status"):
-                if bytes(message.payload or b"").decode(errors="replace") == "online":
+                if payload.decode(errors="replace") == "online":
                     await self._discovery()  # Home Assistant (re)started
+                continue
+            levels = message.topic.value[len(self.prefix) + 1:].split("/")
+            try:
+                await self.command(levels[1:], payload)
+            except Exception:  # a command must never end the connection
+                self.counters["bad_commands"] += 1
+                logger.exception("mqtt: command on %s failed", message.topic.value)
+
+    async def command(self, levels: list[str], payload: bytes) -> None:
+        """``command/zone/{zone}/configure``, ``command/system/{cmd}`` or
+        ``command/analytics/{cmd}`` (``levels`` after ``command``); every command is
+        answered on the matching ``response/...`` topic with ``success`` and, if not,
+        ``error``."""
+        if len(levels) == 3 and levels[0] == "zone" and levels[2] == "configure":
+            reply: dict[str, Any] = await self._configure_zone(levels[1], payload)
+            await self.publish("zone_configure_response", reply, zone_id=levels[1])
+            return
+        if len(levels) != 2 or levels[0] not in ("system", "analytics"):
+            self.counters["bad_commands"] += 1
+            await self.publish("command_response", {
+                "success": False, "error": "commands: zone/{zone}/configure, system/{command}, "
+                "analytics/{command}"}, group="unknown", command="_".join(levels) or "_")
+            return
+        group, name = levels
+        if group == "system" and name in ("status", "republish"):
+            if name == "status":
+                await self.refresh_status()
+            else:
+                await self._announce()
+            reply = {"success": True, "command": name}
+        elif group == "system":
+            reply = {"success": False, "error": f"unknown system command {name[:64]!r}; "
+                     "commands: status, republish"}
+        else:
+            reply = {"success": False, "error": "analytics commands are not available yet"}
+        if not reply["success"]:
+            self.counters["bad_commands"] += 1
+        await self.publish("command_response", reply, group=group, command=name)
+
+    async def _configure_zone(self, zone_id: str, payload: bytes) -> dict[str, Any]:
+        if len(payload) > self.config.max_message_bytes:
+            return {"success": False, "zone_id": zone_id, "error": "message too large"}
+        try:
+            changes = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self.counters["bad_commands"] += 1
+            return {"success": False, "zone_id": zone_id, "error": f"invalid JSON: {exc}"}
+        if self.supervisor is None:
+            return {"success": False, "zone_id": zone_id, "error": "no system to configure"}
+        try:
+            zone = await self.supervisor.configure_zone.remote(zone_id, changes)
+        except Exception as exc:
+            self.counters["bad_commands"] += 1
+            cause = getattr(exc, "cause", exc)  # the supervisor's ValueError, through Ray
+            reason = str(cause) if isinstance(cause, ValueError) else type(exc).__name__
+            return {"success": False, "zone_id": zone_id, "error": reason[:500]}
+        self.max_occupancy[zone_id] = zone.get("max_occupancy")
+        return {"success": True, "zone_id": zone_id, "zone": zone}
 
     async def _pump(self) -> None:
         gen = self.bus.subscribe.options(
@@ -212,6 +273,7 @@ class MqttBridge:
                         self.counters["connects"] += 1
                         backoff = BACKOFF_S[0]
                         await client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
+                        await client.subscribe(f"{self.prefix}/command/#", qos=2)
                         await self._announce()
                         tasks = [asyncio.create_task(self._incoming(client)),
                                  asyncio.create_task(self._status_loop()),

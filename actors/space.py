@@ -29,7 +29,7 @@ import ray
 from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from actors.router import RouterUnits, sleep_to_next_hop
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, event_message, pose_message
-from invispose.config import SiteConfig
+from invispose.config import SiteConfig, ZoneConfig
 from invispose.errors import InvisPoseError, StoreWriteError
 from invispose.schemas import CsiWindow, Detection, Event, PoseFrame
 from invispose.tracking import Tracker
@@ -377,6 +377,10 @@ class SpaceHost:
             "hops_in_flight": self._in_flight,
             **self.counters,
         }
+
+    async def configure_zone(self, zone: dict[str, Any]) -> None:
+        """Change (or add) one of this space's zones, live."""
+        self.tracker.configure_zone(ZoneConfig.model_validate(zone))
 
     async def ping(self) -> bool:
         """Liveness check."""

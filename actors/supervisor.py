@@ -11,6 +11,7 @@ from collections import deque
 from typing import Any
 
 import ray
+from pydantic import ValidationError
 
 from actors.bus import BusActor
 from actors.common import (
@@ -30,7 +31,7 @@ from actors.webhooks import WebhookActor
 from invispose import __version__
 from invispose import events as ev
 from invispose.bus import EVENT_TOPIC, event_message
-from invispose.config import RouterConfig, SiteConfig
+from invispose.config import RouterConfig, SiteConfig, ZoneConfig
 from invispose.schemas import Event
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class SupervisorHost:
         self.bus: Any = None
         self.webhooks: Any = None  # the webhook dispatcher
         self.mqtt: Any = None  # the MQTT bridge, when mqtt.enabled
+        self.zones_live: dict[str, dict[str, Any]] = {}  # zones changed since start
         self.trackers: dict[str, Any] = {}  # space id -> SpaceActor (tracker + routers)
         self.groups: dict[str, list[Any]] = {}  # space id -> its RouterGroupActors
         # the routers each host (SpaceActor or RouterGroupActor) should run
@@ -303,6 +305,31 @@ class SupervisorHost:
         if not self.router_status:
             await self._check_routers()
         return [self.router_status.get(r, {"id": r, "state": "waiting"}) for r in self.routers]
+
+    async def configure_zone(self, zone_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a zone live (name, polygon_m, max_occupancy, restricted): validated,
+        applied by its space's tracker, kept in the store. ValueError says what is wrong."""
+        await self.start()
+        current = self.zones_live.get(zone_id) or next(
+            (z.model_dump(mode="json") for z in self.site.zones if z.id == zone_id), None)
+        if current is None:
+            raise ValueError(f"unknown zone {zone_id!r}")
+        if not isinstance(changes, dict):
+            raise ValueError("the configuration must be a JSON object")
+        fixed = {k for k in ("id", "space") if k in changes and changes[k] != current[k]}
+        if fixed:
+            raise ValueError(f"{', '.join(sorted(fixed))} cannot change")
+        try:
+            zone = ZoneConfig.model_validate({**current, **changes})
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'zone'}: {e['msg']}" for e in exc.errors()
+            )) from exc
+        data = zone.model_dump(mode="json")
+        await self.trackers[zone.space].configure_zone.remote(data)
+        await self.store.put_zone.remote(zone.id, data)
+        self.zones_live[zone.id] = data
+        return data
 
     async def zone_occupancy(self) -> dict[str, dict[str, Any]]:
         """Occupancy of every zone, from the trackers."""

@@ -128,15 +128,15 @@ async def _zones(state: GatewayState) -> list[dict[str, Any]]:
     occupancy: dict[str, dict[str, Any]] = await state.supervisor.zone_occupancy.remote()
     zones = []
     for zone in state.site.zones:
-        occ = occupancy.get(zone.id, {})
+        occ = occupancy.get(zone.id, {})  # the tracker's: with changes made live
         zones.append(
             {
                 "zone_id": zone.id,
-                "name": zone.name or zone.id,
+                "name": occ.get("name") or zone.name or zone.id,
                 "space_id": zone.space,
-                "polygon_m": [list(p) for p in zone.polygon_m],
-                "max_occupancy": zone.max_occupancy,
-                "restricted": zone.restricted,
+                "polygon_m": occ.get("polygon_m") or [list(p) for p in zone.polygon_m],
+                "max_occupancy": occ.get("max_occupancy", zone.max_occupancy),
+                "restricted": occ.get("restricted", zone.restricted),
                 "current_occupancy": int(occ.get("occupancy_count", 0)),
                 "persons": list(occ.get("person_ids", [])),
             }

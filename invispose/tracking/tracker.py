@@ -259,6 +259,14 @@ class Tracker:
 
     # -- queries and persistence ------------------------------------------------------------
 
+    def configure_zone(self, zone: ZoneConfig) -> None:
+        """Change (or add) a zone of this space, live."""
+        if zone.space != self.space.id:
+            raise ConfigError(f"zone {zone.id!r} lies in space {zone.space!r}, not "
+                              f"{self.space.id!r}")
+        self.zones = [z for z in self.zones if z.id != zone.id] + [zone]
+        self.zone_monitor.reconfigure(zone)
+
     def zone_occupancy(self) -> dict[str, dict[str, Any]]:
         """Per zone id: occupancy_count, person_ids, max_occupancy, restricted, over_capacity."""
         return self.zone_monitor.occupancy()

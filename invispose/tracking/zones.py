@@ -92,6 +92,13 @@ class ZoneMonitor:
         self.map = ZoneMap(self.zones)
         self.alerts = {z.id: _Alert() for z in self.zones}
 
+    def reconfigure(self, zone: ZoneConfig) -> None:
+        """Replace (or add) one zone's configuration, live: who is inside stays inside
+        until the next update tests them against the new polygon."""
+        self.zones = [z for z in self.zones if z.id != zone.id] + [zone]
+        self.map = ZoneMap(self.zones)
+        self.alerts.setdefault(zone.id, _Alert())
+
     def update(
         self, person_ids: list[str], floor_m: F64, now_s: float, new_ids: set[str]
     ) -> list[ZoneChange]:
@@ -161,6 +168,7 @@ class ZoneMonitor:
                 "person_ids": persons,
                 "max_occupancy": zone.max_occupancy,
                 "restricted": zone.restricted,
+                "polygon_m": [list(p) for p in zone.polygon_m],
                 "over_capacity": alert.high_since_s is not None,
             }
         return out

@@ -215,3 +215,38 @@ def test_a_broker_restart_mid_stream_loses_no_retained_state() -> None:
             proc.wait(timeout=30)
 
     asyncio.run(run())
+
+
+def test_commands_are_answered_and_malformed_ones_change_nothing() -> None:
+    async def run() -> None:
+        config = site()
+        prefix = config.mqtt.topic_prefix
+        bridge = MqttBridge(config, bus=None)  # no system behind it: zones cannot change
+        stop = asyncio.Event()
+        sub = Subscriber()
+        async with sub.watching(f"{prefix}/response/#"):
+            task = asyncio.create_task(bridge.run(stop))
+            deadline = time.monotonic() + 30
+            while bridge.client is None:
+                assert time.monotonic() < deadline, "the bridge did not connect"
+                await asyncio.sleep(0.02)
+            async with aiomqtt.Client(BROKER, 1883) as cmd:
+                await cmd.publish(f"{prefix}/command/zone/sofa/configure", b"{not json", qos=2)
+                await cmd.publish(f"{prefix}/command/analytics/report", b"{}", qos=2)
+                await cmd.publish(f"{prefix}/command/system/republish", b"", qos=2)
+                await cmd.publish(f"{prefix}/command/system/reboot", b"", qos=2)
+            bad, _, _ = await sub.wait_for(f"{prefix}/response/zone/sofa/configure")
+            assert bad["success"] is False and "invalid JSON" in bad["error"]
+            analytics, _, _ = await sub.wait_for(f"{prefix}/response/analytics/report")
+            assert analytics == {"success": False,
+                                 "error": "analytics commands are not available yet"}
+            ok, _, _ = await sub.wait_for(f"{prefix}/response/system/republish")
+            assert ok["success"] is True
+            unknown, _, _ = await sub.wait_for(f"{prefix}/response/system/reboot")
+            assert unknown["success"] is False and "republish" in unknown["error"]
+            assert bridge.client is not None  # still connected
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        await clear_retained(prefix)
+
+    asyncio.run(run())

@@ -4,13 +4,16 @@ Home Assistant discovery configs; a clean stop says ``stopped``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 
+import aiohttp
+import aiomqtt
 import pytest
 
 from tests.actors.test_mqtt import Subscriber, clear_retained, retained
-from tests.e2e.conftest import make_site
+from tests.e2e.conftest import credential_headers, make_site
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +49,27 @@ def test_a_broker_subscriber_sees_topics_and_discovery_while_it_runs(
                         "config")
                 await sub.wait_for(
                     f"{prefix}_ha/binary_sensor/invispose_invispose_demo_sofa_occupied/config")
+                # a zone changed over MQTT, live: answered, and the API shows it
+                async with aiomqtt.Client("127.0.0.1", 1883) as cmd:
+                    topic = f"{prefix}/command/zone/sofa/configure"
+                    await cmd.publish(topic, json.dumps({"max_occupancy": -1}), qos=2)
+                    await cmd.publish(topic, json.dumps({"space": "attic"}), qos=2)
+                    await cmd.publish(topic, json.dumps({"max_occupancy": 5,
+                                                         "name": "Big sofa"}), qos=2)
+                reply_topic = f"{prefix}/response/zone/sofa/configure"
+                refused, _, _ = await sub.wait_for(reply_topic, lambda v: "max_occupancy" in
+                                                   v.get("error", ""))
+                assert refused["success"] is False
+                fixed, _, _ = await sub.wait_for(reply_topic, lambda v: "cannot change" in
+                                                 v.get("error", ""))
+                ok, _, _ = await sub.wait_for(reply_topic, lambda v: v["success"])
+                assert ok["zone"]["max_occupancy"] == 5
+                headers = credential_headers()
+                async with aiohttp.ClientSession(headers=headers) as http:
+                    url = f"http://127.0.0.1:{ray_cluster}/api/v1/pose/zones/sofa"
+                    async with http.get(url) as resp:
+                        zone = await resp.json()
+                assert zone["max_occupancy"] == 5 and zone["name"] == "Big sofa"
             finally:
                 await loop.run_in_executor(None, stop_system, await supervisor)
             assert (await retained(1883, f"{prefix}/availability"))[0] == "stopped"
