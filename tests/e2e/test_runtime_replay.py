@@ -99,6 +99,16 @@ async def check_rest_endpoints(port: int) -> None:
         )
         await get("/api/v1/pose/current?min_confidence=7", 422)
         assert "/api/v1/pose/current" in (await get("/openapi.json"))["paths"]
+        # stored events read back by id, as a lagging stream client is told to
+        events = await get("/api/v1/events?after_id=0&limit=1000")
+        assert events[0]["type"] == "system.started" and events[0]["id"] >= 1
+        ids = [e["id"] for e in events]
+        assert ids == sorted(ids)
+        later = await get(f"/api/v1/events?after_id={ids[0]}&limit=1000")
+        assert [e["id"] for e in later][: len(ids) - 1] == ids[1:]  # more may have come
+        started = await get("/api/v1/events?type=system.started")
+        assert {e["type"] for e in started} == {"system.started"}
+        await get("/api/v1/events?after_id=-1", 422)
 
 
 def test_real_captures_replay_to_websocket_and_history(
