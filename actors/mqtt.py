@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import random
+import shutil
+import signal
+import socket
 import ssl
+import subprocess
 import time
 import urllib.parse
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -31,7 +37,7 @@ import ray
 from actors.common import NAMESPACE, SUPERVISOR_NAME
 from invispose import mqtt as topics
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, pose_frame
-from invispose.config import MqttConfig, SiteConfig
+from invispose.config import MqttConfig, SiteConfig, is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -313,12 +319,61 @@ class MqttBridge:
                 await asyncio.sleep(1.0)
 
 
+def broker_answers(host: str, port: int, timeout_s: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def embedded_broker(config: MqttConfig, state_dir: Path) -> subprocess.Popen[bytes] | None:
+    """When nothing answers at a loopback ``mqtt://`` URL and ``embedded_broker`` is on,
+    start Mosquitto there (loopback only, anonymous, no persistence) and return it; it
+    dies with this process. None when a broker answers, the URL is not local, or
+    Mosquitto is not installed (then a warning says what to do)."""
+    url = urllib.parse.urlsplit(config.url)
+    host, port = url.hostname or "", url.port or 1883
+    if not config.embedded_broker or url.scheme != "mqtt" or not is_loopback(host):
+        return None
+    if broker_answers(host, port):
+        return None
+    binary = shutil.which("mosquitto")
+    if binary is None:
+        logger.warning("mqtt: no broker at %s and Mosquitto is not installed (apt install "
+                       "mosquitto), or set mqtt.url, or mqtt.enabled: false", config.url)
+        return None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    conf = state_dir / "mosquitto.conf"
+    conf.write_text(f"listener {port} {host}\nallow_anonymous true\npersistence false\n"
+                    f"message_size_limit {config.max_message_bytes}\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.poll() is None:
+        if broker_answers(host, port, 0.2):
+            logger.warning("mqtt: no broker answered at %s; started Mosquitto there "
+                           "(mqtt.embedded_broker)", config.url)
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    logger.warning("mqtt: the embedded Mosquitto did not start on %s", config.url)
+    return None
+
+
 class MqttHost:
     """The bridge as an actor: started by the supervisor when ``mqtt.enabled``."""
 
     def __init__(self, site: dict[str, Any], bus: Any) -> None:
         config = SiteConfig.model_validate(site)
         supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
+        self.broker = embedded_broker(config.mqtt, config.store.path.parent)
         self.bridge = MqttBridge(config, bus, supervisor)
         self.stop_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -334,6 +389,8 @@ class MqttHost:
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 5.0)
+        if self.broker is not None:
+            self.broker.terminate()
 
     async def stats(self) -> dict[str, Any]:
         """Counters and whether it is connected."""

@@ -250,3 +250,33 @@ def test_commands_are_answered_and_malformed_ones_change_nothing() -> None:
         await clear_retained(prefix)
 
     asyncio.run(run())
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs the mosquitto binary")
+def test_an_embedded_broker_starts_where_none_answers(tmp_path: Any) -> None:
+    from actors.mqtt import broker_answers, embedded_broker
+
+    port = free_port()
+    config = site(port).mqtt
+    assert not broker_answers(BROKER, port)
+    proc = embedded_broker(config, tmp_path)
+    assert proc is not None
+    try:
+        assert broker_answers(BROKER, port)
+        assert embedded_broker(config, tmp_path) is None  # one answers now
+
+        async def round_trip() -> None:
+            sub = Subscriber(port)
+            async with sub.watching("t/#"):
+                async with aiomqtt.Client(BROKER, port) as client:
+                    await client.publish("t/x", "1", qos=1)
+                await sub.wait_for("t/x")
+
+        asyncio.run(round_trip())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    off = config.model_copy(update={"embedded_broker": False})
+    assert embedded_broker(off, tmp_path) is None
+    remote = config.model_copy(update={"url": "mqtt://broker.example:1883"})
+    assert embedded_broker(remote, tmp_path) is None
