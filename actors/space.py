@@ -28,6 +28,7 @@ import ray
 
 from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from actors.router import RouterUnits, sleep_to_next_hop
+from invispose.alerts import PerformanceWatch
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, event_message, pose_message
 from invispose.config import SiteConfig, ZoneConfig
 from invispose.errors import InvisPoseError, StoreWriteError
@@ -54,6 +55,7 @@ class SpaceHost:
         self.site = SiteConfig.model_validate(site)
         self.space_id = space_id
         self.tracker = Tracker.from_config(self.site, space_id)
+        self.watch = PerformanceWatch(self.site.alerts, space_id)  # alert rules of its hops
         self.units = RouterUnits(self.site, list(routers or []))
         self.store = store
         self.bus = bus
@@ -222,6 +224,9 @@ class SpaceHost:
             self.counters["inference_errors"] += 1
             self.units.sent(windows, False, f"inference failed: {type(exc).__name__}")
             logger.warning("space %s: inference failed: %s", self.space_id, exc)
+            alerts = self.watch.failure(time.time(), type(exc).__name__)
+            if alerts:
+                self._queue_events(alerts)
             return []
         self.units.sent(windows, True)
         self.counters["windows_inferred"] += len(windows)
@@ -254,10 +259,12 @@ class SpaceHost:
         }
         frame.metadata["latency_ms"] = {k: round(v, 3) for k, v in latency.items()}
         frame.metadata["newest_packet_time"] = t_end_s
-        frame.processing_time_ms = round((time.time() - t_end_s) * 1e3, 3)
+        now = time.time()
+        frame.processing_time_ms = round((now - t_end_s) * 1e3, 3)
         self._publish(pose_message(self.space_id, frame, t_end_s))
-        if update.events:
-            self._queue_events(update.events)
+        events = [*update.events, *self.watch.hop(now, frame.processing_time_ms)]
+        if events:
+            self._queue_events(events)
         self._write_history(frame)
 
     def _publish(self, message: dict[str, Any]) -> None:

@@ -293,6 +293,20 @@ class WebhooksConfig(Strict):
         return self
 
 
+class AlertConfig(Strict):
+    """Alert rules each space watches (zone rules are the zones' own)."""
+
+    latency_p95_ms: float = Field(
+        1000.0, gt=0, description="alert.performance_degraded when a space's hop latency "
+        "(newest packet to frame) has a p95 above this over window_s",
+    )
+    window_s: float = Field(30.0, gt=0, description="Window of the latency p95")
+    consecutive_failures: int = Field(
+        5, ge=1, description="alert.system_error after this many failed inferences in a row"
+    )
+    repeat_s: float = Field(300.0, gt=0, description="Repeat a lasting degradation this often")
+
+
 class StoreConfig(Strict):
     """Where history, persons and events are kept."""
 
@@ -546,6 +560,7 @@ class SiteConfig(Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT bridge")
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig, description="Webhooks")
     store: StoreConfig = Field(default_factory=StoreConfig, description="History store")
+    alerts: AlertConfig = Field(default_factory=AlertConfig, description="Alert rules")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API authentication")
     api: ApiConfig = Field(default_factory=ApiConfig, description="Versions, limits, CORS")
     serve: ServeConfig = Field(default_factory=ServeConfig, description="HTTP and inference")

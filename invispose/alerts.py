@@ -1,0 +1,72 @@
+"""Alert rules a space watches on its own hops: performance degraded and system error.
+
+``PerformanceWatch`` sees every hop's end-to-end latency (newest packet → frame made) and
+every inference failure, and says when to raise ``alert.performance_degraded`` (the p95
+over ``window_s`` above ``latency_p95_ms``, with enough hops to mean it; again every
+``repeat_s`` while it lasts) and ``alert.system_error`` (``consecutive_failures``
+inference failures in a row; once per streak). Zone rules (high occupancy, restricted
+zones) live with the zones (``invispose/tracking/zones.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import deque
+
+import numpy as np
+
+from invispose import events as ev
+from invispose.config import AlertConfig
+from invispose.schemas import Event
+
+MIN_SAMPLES = 20  # hops in the window before a p95 means anything
+
+
+class PerformanceWatch:
+    """Latency and failure rules of one space (see the module doc)."""
+
+    def __init__(self, config: AlertConfig, space_id: str) -> None:
+        self.config = config
+        self.space_id = space_id
+        self.latencies: deque[tuple[float, float]] = deque()  # (time s, latency ms)
+        self.failures = 0
+        self.last_degraded_s: float | None = None
+        self.raised_errors = 0
+
+    def hop(self, now_s: float, latency_ms: float) -> list[Event]:
+        """A hop made a frame ``latency_ms`` after its newest packet."""
+        self.failures = 0
+        self.latencies.append((now_s, latency_ms))
+        while self.latencies and self.latencies[0][0] < now_s - self.config.window_s:
+            self.latencies.popleft()
+        if len(self.latencies) < MIN_SAMPLES:
+            return []
+        p95 = float(np.percentile([ms for _, ms in self.latencies], 95))
+        if p95 <= self.config.latency_p95_ms:
+            self.last_degraded_s = None  # recovered: the next breach alerts at once
+            return []
+        if self.last_degraded_s is not None and (
+            now_s - self.last_degraded_s < self.config.repeat_s
+        ):
+            return []
+        self.last_degraded_s = now_s
+        payload = ev.performance_degraded(
+            _utc(now_s), "hop_latency_p95_ms", round(p95, 1), self.config.latency_p95_ms,
+            component=f"space:{self.space_id}")
+        return [ev.make_event(ev.PERFORMANCE_DEGRADED, payload, _utc(now_s), self.space_id)]
+
+    def failure(self, now_s: float, reason: str) -> list[Event]:
+        """A hop's inference failed (``reason``: the exception's name)."""
+        self.failures += 1
+        if self.failures != self.config.consecutive_failures:
+            return []
+        self.raised_errors += 1
+        payload = ev.system_error(
+            _utc(now_s), "estimator",
+            f"inference failed {self.failures} hops in a row in space {self.space_id} "
+            f"({reason})")
+        return [ev.make_event(ev.SYSTEM_ERROR, payload, _utc(now_s), self.space_id)]
+
+
+def _utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
