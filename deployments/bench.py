@@ -47,9 +47,51 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+class WebhookSink:
+    """A webhook receiver on loopback, on a thread of its own, counting deliveries."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.received = 0
+        self._loop = asyncio.new_event_loop()
+        self._runner: Any = None
+
+    async def _handle(self, request: Any) -> Any:
+        from aiohttp import web
+
+        await request.read()
+        self.received += 1
+        return web.Response(status=204)
+
+    async def _start(self) -> None:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def start(self) -> WebhookSink:
+        import threading
+
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+
 def bench_site(
     routers: int, port: int, checkpoint: Path, store: Path, hop_s: float,
-    stream_port: int = 0,
+    stream_port: int = 0, integrations: tuple[int, str] | None = None,
 ) -> SiteConfig:
     """``routers`` simulated Intel 5300 3x3 routers (9 links each), four to a room: the
     space model takes one to four routers (``MAX_ROUTERS``), as real rooms have. Clients
@@ -86,6 +128,12 @@ def bench_site(
         "auth": {"jwt_secret": BENCH_SECRET},
         "api": {"rate_limits": {"enabled": False}},
     }
+    if integrations is not None:  # MQTT to an embedded broker, every event to a webhook
+        mqtt_port, webhook_url = integrations
+        tree["mqtt"] = {"enabled": True, "url": f"mqtt://127.0.0.1:{mqtt_port}",
+                        "topic_prefix": "bench"}
+        tree["webhooks"] = {"allow_cidrs": ["127.0.0.0/8"], "endpoints": [
+            {"id": "bench", "url": webhook_url, "secret": BENCH_SECRET, "events": ["*"]}]}
     return resolve_paths(parse_config(tree, env={}))
 
 
@@ -198,10 +246,12 @@ def _progress(message: str) -> None:
 
 def run_pipeline_bench(
     routers: int | list[int], clients: int | list[int], duration_s: float,
-    checkpoint: Path | None,
+    checkpoint: Path | None, integrations: bool = False,
 ) -> dict[str, Any]:
     """Every (routers, clients) case on one local Ray, each with both phases and the bare
-    model at the batch it formed. One case: its report; several: ``{"cases": [...]}``."""
+    model at the batch it formed. One case: its report; several: ``{"cases": [...]}``.
+    ``integrations``: the MQTT bridge (to an embedded Mosquitto) and a webhook receiving
+    every event run as well."""
     from ray import serve
 
     from invispose.model.checkpoint import save_checkpoint
@@ -220,6 +270,8 @@ def run_pipeline_bench(
         weights = "random (no shipped checkpoint)"
     port = _free_port()
     stream_port = _free_port()
+    sink = WebhookSink().start() if integrations else None
+    wired = (_free_port(), sink.url) if sink is not None else None
     ray.init(
         address="local",
         include_dashboard=False,
@@ -240,7 +292,7 @@ def run_pipeline_bench(
                                   f"{duration_s:.0f} s")
                         store = workdir / f"{n_routers}-{n_clients}-{name}.db"
                         site = bench_site(n_routers, port, checkpoint, store, hop_s,
-                                          stream_port)
+                                          stream_port, wired)
                         supervisor = start_system(site)
                         try:
                             phases[name] = asyncio.run(
@@ -258,6 +310,8 @@ def run_pipeline_bench(
         serve.shutdown()
     finally:
         ray.shutdown()
+        if sink is not None:
+            sink.stop()
     bare_rates: dict[tuple[int, int], float] = {}
     cases = []
     for n_routers, n_clients, phases in measured:
@@ -269,8 +323,11 @@ def run_pipeline_bench(
             bare_rates[n_routers, hops] = _bare_rate(
                 n_routers, hops, checkpoint, max(3.0, duration_s / 4)
             )
-        cases.append(_report(n_routers, n_clients, duration_s, weights, phases, batch,
-                             round(bare_rates[n_routers, hops], 1)))
+        case = _report(n_routers, n_clients, duration_s, weights, phases, batch,
+                       round(bare_rates[n_routers, hops], 1))
+        case["integrations"] = ({"mqtt": True, "webhook_deliveries_all_cases": sink.received}
+                                if sink is not None else None)
+        cases.append(case)
     if len(cases) == 1 and not failed:
         return cases[0]
     return {"cases": cases + failed}

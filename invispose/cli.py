@@ -74,7 +74,7 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = run_pipeline_bench(
             _int_list(args.routers, "--routers"), _int_list(args.clients, "--clients"),
-            args.duration, args.checkpoint,
+            args.duration, args.checkpoint, integrations=args.integrations,
         )
     else:
         raise InvisPoseError(f"bench {args.target}: not implemented yet")
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--clients", default="100", help="WebSocket clients (pipeline), e.g. 100 or 0,100,1000"
     )
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    bench.add_argument(
+        "--integrations", action="store_true",
+        help="pipeline: the MQTT bridge (embedded broker) and a webhook of every event too",
+    )
     bench.add_argument(
         "--checkpoint", type=Path, default=Path("models/invispose-space.pt"), help="weights"
     )
