@@ -31,16 +31,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Receiver:
     """An HTTP endpoint on loopback that records what it was sent."""
 
-    def __init__(self, answer: Callable[[int], int | tuple[int, dict[str, str]]] | None = None
-                 ) -> None:
+    def __init__(self, answer: Callable[[int], int | tuple[int, dict[str, str]]] | None = None,
+                 stall_first_s: float = 0.0) -> None:
         self.port = free_port()
         self.got: list[dict[str, Any]] = []
         self.answer = answer or (lambda n: 200)
+        self.stall_first_s = stall_first_s  # the first request is answered this late
         self.runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.got.append({"body": body, "headers": dict(request.headers), "t": time.monotonic()})
+        if len(self.got) == 1 and self.stall_first_s:
+            await asyncio.sleep(self.stall_first_s)
         answer = self.answer(len(self.got))
         status, headers = answer if isinstance(answer, tuple) else (answer, {})
         return web.Response(status=status, headers=headers)
@@ -61,11 +64,12 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
 
-def config(url: str, allow: list[str] | None = None, **policy: Any) -> WebhooksConfig:
+def config(url: str, allow: list[str] | None = None, timeout_s: float = 2.0,
+           **policy: Any) -> WebhooksConfig:
     return WebhooksConfig.model_validate({
         "allow_cidrs": ["127.0.0.0/8"] if allow is None else allow,
         "endpoints": [{"id": "ha", "url": url, "secret": SECRET, "events": ["*"],
-                       "timeout_s": 2.0,
+                       "timeout_s": timeout_s,
                        "retry_policy": {"base_delay_s": 0.05, "max_delay_s": 2.0, **policy}}],
     })
 
@@ -134,6 +138,27 @@ def test_a_500_is_retried_with_the_same_id_and_retry_after_honoured(tmp_path: Pa
         log = store.deliveries("ha")[::-1]
         assert [(d["attempt"], d["status_code"], d["delivered"]) for d in log] == [
             (1, 500, False), (2, 503, False), (3, 200, True), (1, 200, True)]
+        store.close()
+
+    asyncio.run(run())
+
+
+def test_an_endpoint_that_does_not_answer_in_time_is_tried_again(tmp_path: Path) -> None:
+    async def run() -> None:
+        receiver = Receiver(stall_first_s=3.0)
+        await receiver.start()
+        store = store_with_events(tmp_path, 1)
+        dispatcher = WebhookDispatcher(config(receiver.url, timeout_s=0.5), LocalOutbox(store))
+        try:
+            await until(dispatcher, lambda: any(d["delivered"] for d in store.deliveries("ha")))
+        finally:
+            await dispatcher.close()
+            await receiver.stop()
+        log = store.deliveries("ha")[::-1]
+        assert log[0]["status_code"] is None and "no answer within 0.5 s" in log[0]["error"]
+        assert log[-1]["delivered"] and log[-1]["attempt"] == len(log)
+        ids = {h["headers"]["webhook-id"] for h in receiver.got}
+        assert len(ids) == 1  # the same delivery, tried again
         store.close()
 
     asyncio.run(run())
