@@ -223,6 +223,18 @@ class SupervisorHost:
                 await self._check_routers()
             except Exception:
                 logger.exception("supervisor: router check failed")
+            await self._keep_services_running()
+
+    async def _keep_services_running(self) -> None:
+        """The webhook dispatcher and the MQTT bridge, started again if Ray restarted
+        them (``start`` is idempotent; a restarted one begins where the store says)."""
+        for name, service in (("webhooks", self.webhooks), ("mqtt", self.mqtt)):
+            if service is None:
+                continue
+            try:
+                await asyncio.wait_for(service.start.remote(), PING_TIMEOUT_S)
+            except Exception as exc:
+                logger.warning("supervisor: %s not (re)started yet: %s", name, exc)
 
     async def _host_status(self, host: Any) -> list[dict[str, Any]]:
         """A host's router statuses, reconciled with what it should run: a host that

@@ -117,3 +117,42 @@ def test_webhooks_registered_through_the_api_deliver_log_redeliver_and_ping(
         stop_system(supervisor)
         asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
+
+
+def test_a_dispatcher_killed_mid_retry_delivers_after_its_restart(
+    ray_cluster: int, random_checkpoint: Path, tmp_path: Path
+) -> None:
+    import ray
+
+    from actors.common import NAMESPACE, WEBHOOKS_NAME
+    from deployments.app import start_system, stop_system
+
+    receiver = Receiver(lambda n: 500 if n <= 2 else 200)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(receiver.start(), loop).result(timeout=30)
+    site = make_site(tmp_path, ray_cluster, random_checkpoint, webhooks={
+        "allow_cidrs": ["127.0.0.0/8"],
+        "endpoints": [{"id": "ha", "url": receiver.url, "secret": SECRET,
+                       "events": ["system.started"],
+                       "retry_policy": {"max_attempts": 20, "base_delay_s": 1.0,
+                                        "max_delay_s": 2.0}}],
+    })
+    supervisor = start_system(site)
+    try:
+        deadline = time.monotonic() + 120
+        while len(receiver.got) < 2:  # two attempts failed: it is between retries
+            assert time.monotonic() < deadline, "no attempts"
+            time.sleep(0.05)
+        ray.kill(ray.get_actor(WEBHOOKS_NAME, namespace=NAMESPACE), no_restart=False)
+        while len(receiver.got) < 3:  # Ray restarts it; the supervisor starts it again
+            assert time.monotonic() < deadline, "not delivered after the restart"
+            time.sleep(0.1)
+        ids = {h["headers"]["webhook-id"] for h in receiver.got}
+        assert len(ids) == 1  # the same delivery, completed by the new dispatcher
+        assert json.loads(receiver.got[-1]["body"])["event_type"] == "system.started"
+    finally:
+        stop_system(supervisor)
+        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
