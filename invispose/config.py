@@ -34,6 +34,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_networks(entries: list[str], name: str) -> None:
+    """ValueError naming the first entry that is not an address or CIDR block."""
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {entry!r} is not an address or CIDR block") from exc
+
+
+def _check_url(url: str, schemes: str) -> None:
+    """ValueError unless ``url`` is ``scheme://host[:port][/path]`` of one of ``schemes``."""
+    names = schemes.split()
+    pattern = rf"({'|'.join(names)})://[^\s/:?#]+(:\d+)?([/?]\S*)?"
+    if not re.fullmatch(pattern, url):
+        raise ValueError(f"url {url!r} must be {' or '.join(n + '://' for n in names)} host")
+
+
 class Strict(BaseModel):
     """Base for config models: unknown keys are errors."""
 
@@ -90,11 +107,7 @@ class UdpListener(Strict):
 
     @model_validator(mode="after")
     def _networks(self) -> UdpListener:
-        for entry in self.allow_from or []:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"allow_from: {entry!r} is not an address or CIDR block") from exc
+        _check_networks(self.allow_from or [], "allow_from")
         return self
 
 
@@ -230,8 +243,7 @@ class MqttConfig(Strict):
 
     @model_validator(mode="after")
     def _url(self) -> MqttConfig:
-        if not re.fullmatch(r"(mqtts?|wss?)://[^\s/:]+(:\d+)?(/\S*)?", self.url):
-            raise ValueError(f"url {self.url!r} must be mqtt://, mqtts://, ws:// or wss://")
+        _check_url(self.url, "mqtt mqtts ws wss")
         return self
 
 
@@ -262,8 +274,7 @@ class WebhookConfig(Strict):
 
     @model_validator(mode="after")
     def _http_url(self) -> WebhookConfig:
-        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", self.url):
-            raise ValueError(f"url {self.url!r} must be an http:// or https:// URL")
+        _check_url(self.url, "http https")
         return self
 
 
@@ -285,11 +296,7 @@ class WebhooksConfig(Strict):
 
     @model_validator(mode="after")
     def _networks(self) -> WebhooksConfig:
-        for cidr in self.allow_cidrs:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"allow_cidrs: {cidr!r} is not a network") from exc
+        _check_networks(self.allow_cidrs, "allow_cidrs")
         return self
 
 

@@ -90,17 +90,7 @@ class Outbox(StoreBase):
         self, now: dt.datetime | float | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Pending deliveries due at ``now``, soonest first, each with its ``event``."""
-        check_int(limit, "limit", 0, MAX_OUTBOX_LIMIT)
-        now_us = _when_us(now, "now")
-        with self._lock:
-            rows = self._query(
-                f"SELECT {_OUTBOX_COLUMNS}, e.type, e.t_us, e.space_id, e.data "
-                "FROM webhook_outbox o JOIN events e ON e.id = o.event_id "
-                "WHERE o.state = 'pending' AND o.next_attempt_us <= ? "
-                "ORDER BY o.next_attempt_us, o.id LIMIT ?",
-                (now_us, limit),
-            )
-        return [self._with_event(row) for row in rows]
+        return self._pending("o.state = 'pending'", now, limit)
 
     def outbox_heads(
         self, now: dt.datetime | float | None = None, limit: int = 100
@@ -108,14 +98,20 @@ class Outbox(StoreBase):
         """Each webhook's oldest pending delivery, when it is due: delivering only these
         keeps every endpoint's events in order (a later event waits for an earlier one's
         retries)."""
+        return self._pending(
+            "o.id IN (SELECT min(id) FROM webhook_outbox WHERE state = 'pending' "
+            "GROUP BY webhook_id)", now, limit)
+
+    def _pending(
+        self, which: str, now: dt.datetime | float | None, limit: int
+    ) -> list[dict[str, Any]]:
         check_int(limit, "limit", 0, MAX_OUTBOX_LIMIT)
         now_us = _when_us(now, "now")
         with self._lock:
             rows = self._query(
                 f"SELECT {_OUTBOX_COLUMNS}, e.type, e.t_us, e.space_id, e.data "
                 "FROM webhook_outbox o JOIN events e ON e.id = o.event_id "
-                "WHERE o.id IN (SELECT min(id) FROM webhook_outbox WHERE state = 'pending' "
-                "GROUP BY webhook_id) AND o.next_attempt_us <= ? "
+                f"WHERE {which} AND o.next_attempt_us <= ? "
                 "ORDER BY o.next_attempt_us, o.id LIMIT ?",
                 (now_us, limit),
             )

@@ -92,17 +92,26 @@ async def until(dispatcher: WebhookDispatcher, done: Callable[[], bool], timeout
         await asyncio.sleep(0.02)
 
 
+async def deliver_until(receiver: Receiver, store: Store, hooks: WebhooksConfig,
+                        done: Callable[[], bool]) -> WebhookDispatcher:
+    """Serve ``receiver`` and step a dispatcher over ``store`` until ``done``; both closed
+    after (the dispatcher is returned for its counters)."""
+    await receiver.start()
+    dispatcher = WebhookDispatcher(hooks, LocalOutbox(store))
+    try:
+        await until(dispatcher, done)
+    finally:
+        await dispatcher.close()
+        await receiver.stop()
+    return dispatcher
+
+
 def test_events_arrive_in_order_signed_as_both_verifiers_expect(tmp_path: Path) -> None:
     async def run() -> None:
         receiver = Receiver()
-        await receiver.start()
         store = store_with_events(tmp_path, 5)
-        dispatcher = WebhookDispatcher(config(receiver.url), LocalOutbox(store))
-        try:
-            await until(dispatcher, lambda: len(receiver.got) == 5)
-        finally:
-            await dispatcher.close()
-            await receiver.stop()
+        await deliver_until(receiver, store, config(receiver.url),
+                            lambda: len(receiver.got) == 5)
         verifier = Webhook(SECRET.encode())
         people = []
         for hit in receiver.got:
@@ -124,14 +133,9 @@ def test_a_500_is_retried_with_the_same_id_and_retry_after_honoured(tmp_path: Pa
     async def run() -> None:
         answers = {1: 500, 2: (503, {"Retry-After": "1"})}
         receiver = Receiver(lambda n: answers.get(n, 200))
-        await receiver.start()
         store = store_with_events(tmp_path, 2)
-        dispatcher = WebhookDispatcher(config(receiver.url), LocalOutbox(store))
-        try:
-            await until(dispatcher, lambda: len(receiver.got) == 4)
-        finally:
-            await dispatcher.close()
-            await receiver.stop()
+        await deliver_until(receiver, store, config(receiver.url),
+                            lambda: len(receiver.got) == 4)
         ids = [h["headers"]["webhook-id"] for h in receiver.got]
         assert ids[0] == ids[1] == ids[2] != ids[3]  # the first event until it got through
         assert receiver.got[2]["t"] - receiver.got[1]["t"] >= 0.9  # Retry-After: 1
@@ -146,14 +150,9 @@ def test_a_500_is_retried_with_the_same_id_and_retry_after_honoured(tmp_path: Pa
 def test_an_endpoint_that_does_not_answer_in_time_is_tried_again(tmp_path: Path) -> None:
     async def run() -> None:
         receiver = Receiver(stall_first_s=3.0)
-        await receiver.start()
         store = store_with_events(tmp_path, 1)
-        dispatcher = WebhookDispatcher(config(receiver.url, timeout_s=0.5), LocalOutbox(store))
-        try:
-            await until(dispatcher, lambda: any(d["delivered"] for d in store.deliveries("ha")))
-        finally:
-            await dispatcher.close()
-            await receiver.stop()
+        await deliver_until(receiver, store, config(receiver.url, timeout_s=0.5),
+                            lambda: any(d["delivered"] for d in store.deliveries("ha")))
         log = store.deliveries("ha")[::-1]
         assert log[0]["status_code"] is None and "no answer within 0.5 s" in log[0]["error"]
         assert log[-1]["delivered"] and log[-1]["attempt"] == len(log)
@@ -167,14 +166,9 @@ def test_an_endpoint_that_does_not_answer_in_time_is_tried_again(tmp_path: Path)
 def test_410_gone_stops_deliveries_and_a_4xx_is_not_retried(tmp_path: Path) -> None:
     async def run() -> None:
         receiver = Receiver(lambda n: 410)
-        await receiver.start()
         store = store_with_events(tmp_path, 3)
-        dispatcher = WebhookDispatcher(config(receiver.url), LocalOutbox(store))
-        try:
-            await until(dispatcher, lambda: len(store.deliveries("ha")) == 3)
-        finally:
-            await dispatcher.close()
-            await receiver.stop()
+        dispatcher = await deliver_until(receiver, store, config(receiver.url),
+                                         lambda: len(store.deliveries("ha")) == 3)
         assert len(receiver.got) == 1 and dispatcher.gone == {"ha"}  # one call, then none
         assert [d["error"] for d in store.deliveries("ha")][:2] == [
             "endpoint answered 410 Gone earlier"] * 2

@@ -17,16 +17,27 @@ from tests.e2e.conftest import make_site
 pytestmark = pytest.mark.slow
 
 
+def serve_in_thread(receiver: Receiver) -> asyncio.AbstractEventLoop:
+    """Run the receiver on a loop of its own thread (the system starts and stops on this
+    one, blocking); the loop to stop it with."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    asyncio.run_coroutine_threadsafe(receiver.start(), loop).result(timeout=30)
+    return loop
+
+
+def stop_serving(receiver: Receiver, loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
+    loop.call_soon_threadsafe(loop.stop)
+
+
 def test_system_events_reach_a_webhook_signed(
     ray_cluster: int, random_checkpoint: Path, tmp_path: Path
 ) -> None:
     from deployments.app import start_system, stop_system
 
     receiver = Receiver()
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(receiver.start(), loop).result(timeout=30)
+    loop = serve_in_thread(receiver)
     site = make_site(tmp_path, ray_cluster, random_checkpoint, webhooks={
         "allow_cidrs": ["127.0.0.0/8"],
         "endpoints": [{"id": "ha", "url": receiver.url, "secret": SECRET,
@@ -47,8 +58,7 @@ def test_system_events_reach_a_webhook_signed(
             verifier.verify(hit["body"], hit["headers"])
     finally:
         stop_system(supervisor)
-        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
+        stop_serving(receiver, loop)
 
 
 def test_webhooks_registered_through_the_api_deliver_log_redeliver_and_ping(
@@ -61,10 +71,7 @@ def test_webhooks_registered_through_the_api_deliver_log_redeliver_and_ping(
     from tests.e2e.conftest import credential_headers
 
     receiver = Receiver()
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(receiver.start(), loop).result(timeout=30)
+    loop = serve_in_thread(receiver)
     site = make_site(tmp_path, ray_cluster, random_checkpoint,
                      webhooks={"allow_cidrs": ["127.0.0.0/8"]})
     supervisor = start_system(site)
@@ -115,8 +122,7 @@ def test_webhooks_registered_through_the_api_deliver_log_redeliver_and_ping(
         asyncio.run(run())
     finally:
         stop_system(supervisor)
-        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
+        stop_serving(receiver, loop)
 
 
 def test_a_dispatcher_killed_mid_retry_delivers_after_its_restart(
@@ -128,10 +134,7 @@ def test_a_dispatcher_killed_mid_retry_delivers_after_its_restart(
     from deployments.app import start_system, stop_system
 
     receiver = Receiver(lambda n: 500 if n <= 2 else 200)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(receiver.start(), loop).result(timeout=30)
+    loop = serve_in_thread(receiver)
     site = make_site(tmp_path, ray_cluster, random_checkpoint, webhooks={
         "allow_cidrs": ["127.0.0.0/8"],
         "endpoints": [{"id": "ha", "url": receiver.url, "secret": SECRET,
@@ -154,5 +157,4 @@ def test_a_dispatcher_killed_mid_retry_delivers_after_its_restart(
         assert json.loads(receiver.got[-1]["body"])["event_type"] == "system.started"
     finally:
         stop_system(supervisor)
-        asyncio.run_coroutine_threadsafe(receiver.stop(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
+        stop_serving(receiver, loop)
