@@ -28,7 +28,7 @@ import ray
 
 from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from actors.router import RouterUnits, sleep_to_next_hop
-from invispose.alerts import PerformanceWatch
+from invispose.alerts import InactivityWatch, PerformanceWatch, floor_positions
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, event_message, pose_message
 from invispose.config import SiteConfig, ZoneConfig
 from invispose.errors import InvisPoseError, StoreWriteError
@@ -56,6 +56,7 @@ class SpaceHost:
         self.space_id = space_id
         self.tracker = Tracker.from_config(self.site, space_id)
         self.watch = PerformanceWatch(self.site.alerts, space_id)  # alert rules of its hops
+        self.stillness = InactivityWatch(self.site.alerts, space_id)
         self.units = RouterUnits(self.site, list(routers or []))
         self.store = store
         self.bus = bus
@@ -262,7 +263,8 @@ class SpaceHost:
         now = time.time()
         frame.processing_time_ms = round((now - t_end_s) * 1e3, 3)
         self._publish(pose_message(self.space_id, frame, t_end_s))
-        events = [*update.events, *self.watch.hop(now, frame.processing_time_ms)]
+        events = [*update.events, *self.watch.hop(now, frame.processing_time_ms),
+                  *self.stillness.frame(now, floor_positions(frame))]
         if events:
             self._queue_events(events)
         self._write_history(frame)

@@ -4,8 +4,12 @@
 every inference failure, and says when to raise ``alert.performance_degraded`` (the p95
 over ``window_s`` above ``latency_p95_ms``, with enough hops to mean it; again every
 ``repeat_s`` while it lasts) and ``alert.system_error`` (``consecutive_failures``
-inference failures in a row; once per streak). Zone rules (high occupancy, restricted
-zones) live with the zones (``invispose/tracking/zones.py``).
+inference failures in a row; once per streak).
+
+``InactivityWatch`` raises ``analytics.threshold_exceeded`` (metric ``inactive_s``) when
+a person present has not moved more than ``inactivity_radius_m`` for ``inactivity_s``;
+once per still spell. Zone rules (high occupancy, restricted zones) live with the zones
+(``invispose/tracking/zones.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from invispose import events as ev
 from invispose.config import AlertConfig
-from invispose.schemas import Event
+from invispose.schemas import Event, PoseFrame
 
 MIN_SAMPLES = 20  # hops in the window before a p95 means anything
 
@@ -70,3 +74,49 @@ class PerformanceWatch:
 
 def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+class InactivityWatch:
+    """Who has stayed within ``inactivity_radius_m`` of one spot for ``inactivity_s``."""
+
+    def __init__(self, config: AlertConfig, space_id: str) -> None:
+        self.config = config
+        self.space_id = space_id
+        self.anchor: dict[str, tuple[float, np.ndarray, bool]] = {}  # id -> (since, spot, told)
+
+    def frame(self, now_s: float, persons: list[tuple[str, np.ndarray, str | None]]
+              ) -> list[Event]:
+        """One frame's persons: (id, floor position (2,) m, zone id)."""
+        limit = self.config.inactivity_s
+        if limit is None:
+            return []
+        out: list[Event] = []
+        seen = set()
+        for person_id, spot, zone_id in persons:
+            seen.add(person_id)
+            since, anchor, told = self.anchor.get(person_id, (now_s, spot, False))
+            if float(np.linalg.norm(spot - anchor)) > self.config.inactivity_radius_m:
+                since, anchor, told = now_s, spot, False  # moved: a new spell begins here
+            if not told and now_s - since >= limit:
+                told = True
+                payload = ev.threshold_exceeded(_utc(now_s), "inactive_s",
+                                                round(now_s - since, 1), limit, zone_id)
+                payload["person_id"] = person_id
+                out.append(ev.make_event(ev.THRESHOLD_EXCEEDED, payload, _utc(now_s),
+                                         self.space_id))
+            self.anchor[person_id] = (since, anchor, told)
+        for gone in set(self.anchor) - seen:  # left or lost: their spell ends
+            del self.anchor[gone]
+        return out
+
+
+def floor_positions(frame: PoseFrame) -> list[tuple[str, np.ndarray, str | None]]:
+    """(person id, hip-centre floor position (2,) m, zone id) of a frame's persons that
+    have 3-D keypoints."""
+    out = []
+    for person in frame.persons:
+        hips = [k.position_m for k in person.keypoints[11:13] if k.position_m is not None]
+        if len(hips) == 2:
+            spot = (np.asarray(hips[0][:2]) + np.asarray(hips[1][:2])) / 2
+            out.append((person.id, spot, person.zone_id))
+    return out

@@ -312,6 +312,13 @@ class AlertConfig(Strict):
         5, ge=1, description="alert.system_error after this many failed inferences in a row"
     )
     repeat_s: float = Field(300.0, gt=0, description="Repeat a lasting degradation this often")
+    inactivity_s: float | None = Field(
+        None, gt=0, description="analytics.threshold_exceeded (inactive_s) when a person "
+        "present has stayed within inactivity_radius_m this long (e.g. 1800); None: off",
+    )
+    inactivity_radius_m: float = Field(
+        0.5, gt=0, description="Movement within this radius does not count as movement"
+    )
 
 
 class StoreConfig(Strict):

@@ -23,7 +23,9 @@ def test_slow_hops_raise_performance_degraded(
 
     # a 1 ms budget no hop meets; repeated every second while it lasts
     site = make_site(tmp_path, ray_cluster, random_checkpoint,
-                     alerts={"latency_p95_ms": 1.0, "window_s": 5.0, "repeat_s": 1.0})
+                     alerts={"latency_p95_ms": 1.0, "window_s": 5.0, "repeat_s": 1.0,
+                             # anyone present half a second within 100 m is "inactive"
+                             "inactivity_s": 0.5, "inactivity_radius_m": 100.0})
     supervisor = start_system(site)
     base = f"http://127.0.0.1:{ray_cluster}"
 
@@ -42,8 +44,18 @@ def test_slow_hops_raise_performance_degraded(
             url = f"{base}/api/v1/events?type=alert.performance_degraded"
             async with session.get(url) as resp:
                 stored = await resp.json()
+            url = f"{base}/api/v1/events?type=analytics.threshold_exceeded"
+            while True:  # the simulated people are present from the start
+                async with session.get(url) as resp:
+                    inactive = await resp.json()
+                if inactive:
+                    break
+                assert time.monotonic() < deadline, "no inactivity alert"
+                await asyncio.sleep(0.5)
         assert stored and stored[0]["data"]["threshold"] == 1.0
         assert stored[0]["data"]["value"] > 1.0 and stored[0]["space_id"] == "living_room"
+        assert inactive[0]["data"]["metric"] == "inactive_s"
+        assert inactive[0]["data"]["person_id"].startswith("person_")
 
     try:
         asyncio.run(run())

@@ -35,3 +35,26 @@ def test_consecutive_inference_failures_raise_one_system_error_per_streak() -> N
     assert "3 hops in a row" in alert.data["message"]
     w.hop(20.0, 10.0)  # a success ends the streak
     assert len([e for i in range(3) for e in w.failure(30.0 + i, "TimeoutError")]) == 1
+
+
+def test_a_person_still_for_inactivity_s_is_reported_once_per_still_spell() -> None:
+    import numpy as np
+
+    from invispose.alerts import InactivityWatch
+
+    still = InactivityWatch(AlertConfig(inactivity_s=60.0, inactivity_radius_m=0.5), "lab")
+    spot = np.array([2.0, 3.0])
+    raised = []
+    for i in range(130):  # two minutes at 1 Hz, jittering by 0.2 m
+        jitter = np.array([0.2 * (-1) ** i, 0.0])
+        raised += still.frame(float(i), [("person_1", spot + jitter, "sofa")])
+    (alert,) = raised
+    assert alert.type == "analytics.threshold_exceeded"
+    assert alert.data["metric"] == "inactive_s" and alert.data["person_id"] == "person_1"
+    assert alert.data["value"] >= 60.0 and alert.data["zone_id"] == "sofa"
+    moved = still.frame(200.0, [("person_1", spot + 2.0, "sofa")])  # got up: a new spell
+    assert moved == []
+    assert len([e for i in range(61) for e in still.frame(
+        201.0 + i, [("person_1", spot + 2.0, "sofa")])]) == 1
+    off = InactivityWatch(AlertConfig(), "lab")  # inactivity_s unset: off
+    assert [e for i in range(1000) for e in off.frame(float(i), [("p", spot, None)])] == []
