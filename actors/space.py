@@ -30,7 +30,7 @@ from actors.common import ESTIMATOR_DEPLOYMENT, SERVE_APP
 from actors.router import RouterUnits, sleep_to_next_hop
 from invispose.alerts import InactivityWatch, PerformanceWatch, floor_positions
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, event_message, pose_message
-from invispose.config import SiteConfig, ZoneConfig
+from invispose.config import AlertConfig, SiteConfig, ZoneConfig
 from invispose.errors import InvisPoseError, StoreWriteError
 from invispose.schemas import CsiWindow, Detection, Event, PoseFrame
 from invispose.tracking import Tracker
@@ -386,6 +386,12 @@ class SpaceHost:
             "hops_in_flight": self._in_flight,
             **self.counters,
         }
+
+    async def configure_alerts(self, alerts: dict[str, Any]) -> None:
+        """Replace the alert rules this space watches, live."""
+        config = AlertConfig.model_validate(alerts)
+        self.watch.config = config
+        self.stillness.config = config
 
     async def configure_zone(self, zone: dict[str, Any]) -> None:
         """Change (or add) one of this space's zones, live."""

@@ -31,7 +31,7 @@ from actors.webhooks import WebhookActor
 from invispose import __version__
 from invispose import events as ev
 from invispose.bus import EVENT_TOPIC, event_message
-from invispose.config import RouterConfig, SiteConfig, ZoneConfig
+from invispose.config import AlertConfig, RouterConfig, SiteConfig, ZoneConfig
 from invispose.schemas import Event
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class SupervisorHost:
         self.webhooks: Any = None  # the webhook dispatcher
         self.mqtt: Any = None  # the MQTT bridge, when mqtt.enabled
         self.zones_live: dict[str, dict[str, Any]] = {}  # zones changed since start
+        self.alerts_live: dict[str, Any] | None = None  # alert rules changed since start
         self.trackers: dict[str, Any] = {}  # space id -> SpaceActor (tracker + routers)
         self.groups: dict[str, list[Any]] = {}  # space id -> its RouterGroupActors
         # the routers each host (SpaceActor or RouterGroupActor) should run
@@ -317,6 +318,26 @@ class SupervisorHost:
         if not self.router_status:
             await self._check_routers()
         return [self.router_status.get(r, {"id": r, "state": "waiting"}) for r in self.routers]
+
+    async def alert_rules(self) -> dict[str, Any]:
+        """The alert rules in force."""
+        return dict(self.alerts_live or self.site.alerts.model_dump(mode="json"))
+
+    async def configure_alerts(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change alert rules live in every space (ValueError says what is wrong)."""
+        await self.start()
+        if not isinstance(changes, dict):
+            raise ValueError("the rules must be a JSON object")
+        try:
+            rules = AlertConfig.model_validate({**await self.alert_rules(), **changes})
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'alerts'}: {e['msg']}" for e in exc.errors()
+            )) from exc
+        data = rules.model_dump(mode="json")
+        await asyncio.gather(*(t.configure_alerts.remote(data) for t in self.trackers.values()))
+        self.alerts_live = data
+        return data
 
     async def configure_zone(self, zone_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a zone live (name, polygon_m, max_occupancy, restricted): validated,

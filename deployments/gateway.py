@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from actors.common import GATEWAY_DEPLOYMENT
-from deployments.api import auth, events, metrics, pose, stream, system, webhooks
+from deployments.api import alerts, auth, events, metrics, pose, stream, system, webhooks
 from deployments.api.auth import (
     ActorKeys,
     GatewaySecurity,
@@ -95,6 +95,7 @@ app.include_router(system.router)
 app.include_router(auth.router)
 app.include_router(webhooks.router)
 app.include_router(events.router)
+app.include_router(alerts.router)
 app.include_router(stream.router)
 
 

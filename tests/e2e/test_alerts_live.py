@@ -52,6 +52,16 @@ def test_slow_hops_raise_performance_degraded(
                     break
                 assert time.monotonic() < deadline, "no inactivity alert"
                 await asyncio.sleep(0.5)
+            # the rules changed live through the API
+            rules_url = f"{base}/api/v1/alerts/rules"
+            async with session.patch(rules_url, json={"latency_p95_ms": 250.0}) as resp:
+                assert resp.status == 200 and (await resp.json())["latency_p95_ms"] == 250.0
+            async with session.get(rules_url) as resp:
+                assert (await resp.json())["latency_p95_ms"] == 250.0
+            async with session.patch(rules_url, json={"window_s": -1}) as resp:
+                assert resp.status == 422 and "window_s" in (await resp.json())["detail"]
+            async with session.patch(rules_url, json={"no_such_rule": 1}) as resp:
+                assert resp.status == 422
         assert stored and stored[0]["data"]["threshold"] == 1.0
         assert stored[0]["data"]["value"] > 1.0 and stored[0]["space_id"] == "living_room"
         assert inactive[0]["data"]["metric"] == "inactive_s"
