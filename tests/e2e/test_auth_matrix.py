@@ -206,12 +206,12 @@ def test_every_route_and_the_stream_demand_the_right_credential(
 
     try:
         asyncio.run(run())
-        schemathesis_finds_nothing(base)
+        schemathesis_finds_nothing(base, tmp_path)
     finally:
         stop_system(supervisor)
 
 
-def schemathesis_finds_nothing(base: str) -> None:
+def schemathesis_finds_nothing(base: str, workdir: Path) -> None:
     """schemathesis generates requests from /openapi.json (admin credential): no 5xx, no
     response outside its documented schema and content type."""
     header = credential_headers(ADMIN_ALL)["Authorization"]
@@ -222,7 +222,7 @@ def schemathesis_finds_nothing(base: str) -> None:
          "content_type_conformance,status_code_conformance",
          "--max-examples", "15", "--generation-deterministic", "--workers", "1",
          "--request-timeout", "60", "--no-color"],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=900, cwd=workdir,  # its cache goes there
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
