@@ -4,6 +4,7 @@ sees them, Home Assistant discovery, availability, and a broker restart mid-stre
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import shutil
 import socket
@@ -280,3 +281,93 @@ def test_an_embedded_broker_starts_where_none_answers(tmp_path: Any) -> None:
     assert embedded_broker(off, tmp_path) is None
     remote = config.model_copy(update={"url": "mqtt://broker.example:1883"})
     assert embedded_broker(remote, tmp_path) is None
+
+
+def _certificates(tmp_path: Any) -> tuple[Any, Any, Any]:
+    """A CA, and a server certificate for 127.0.0.1 signed by it (PEM files)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def build(subject: str, key: Any, issuer: Any, issuer_key: Any, ca: bool) -> Any:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(BROKER))]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = build("test CA", ca_key, ca_name, ca_key, True)
+    server = build(BROKER, key, ca_name, ca_key, False)
+    files = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return files
+
+
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="needs the mosquitto binary")
+def test_the_bridge_connects_over_websockets_and_tls(tmp_path: Any) -> None:
+    plain, ws_port, tls_port = free_port(), free_port(), free_port()
+    ca, cert, key = _certificates(tmp_path)
+    conf = tmp_path / "broker.conf"
+    conf.write_text(
+        # run as root (as CI does), Mosquitto would drop to its own user, who cannot read
+        # the private test directory
+        f"user {getpass.getuser()}\nper_listener_settings false\nallow_anonymous true\n"
+        f"listener {plain} {BROKER}\n"
+        f"listener {ws_port} {BROKER}\nprotocol websockets\n"
+        f"listener {tls_port} {BROKER}\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n")
+    log = tmp_path / "broker.log"
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+
+    async def connects(url: str, **extra: Any) -> None:
+        config = site(plain)
+        mqtt = config.mqtt.model_copy(update={"url": url, **extra})
+        config = config.model_copy(update={"mqtt": mqtt})
+        prefix = config.mqtt.topic_prefix
+        sub = Subscriber(plain)  # reads over plain TCP what came in over WS or TLS
+        async with sub.watching(f"{prefix}/#"):
+            bridge = MqttBridge(config, bus=None)
+            stop = asyncio.Event()
+            task = asyncio.create_task(bridge.run(stop))
+            try:
+                assert (await sub.wait_for(f"{prefix}/availability"))[0] == "online", url
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+
+    try:
+        deadline = time.monotonic() + 30
+        while not all(_listening(p) for p in (plain, ws_port, tls_port)):
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        asyncio.run(connects(f"ws://{BROKER}:{ws_port}/mqtt"))
+        asyncio.run(connects(f"mqtts://{BROKER}:{tls_port}", ca_file=ca))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection((BROKER, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
