@@ -12,6 +12,9 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
+from invispose.event_schemas import SCHEMAS
 from invispose.schemas import Event
 
 # Pose events
@@ -95,9 +98,15 @@ def make_event(
     timestamp: dt.datetime,
     space_id: str | None = None,
 ) -> Event:
-    """Wrap a payload in the wire model; unknown names are rejected."""
+    """Wrap a payload in the wire model; unknown names, and payloads that do not match
+    their type's schema (``invispose.event_schemas``), are rejected."""
     if not is_known(event_type):
         raise ValueError(f"unknown event type {event_type!r}")
+    try:
+        SCHEMAS[event_type].model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{event_type} payload does not match its schema: {problems}") from exc
     return Event(type=event_type, timestamp=timestamp, space_id=space_id, data=data)
 
 

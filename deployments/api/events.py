@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from deployments.api.auth import authorize
 from deployments.api.problems import problem_responses
 from deployments.api.state import GatewayState, get_state
+from invispose.event_schemas import json_schemas
 from invispose.schemas import Event
 from invispose.security import POSE_READ
 
@@ -31,3 +32,9 @@ async def list_events(
     events: list[Event] = await state.store.query.remote(
         "events_since", after_id, limit, types=event_type, space_id=space_id)
     return [e.model_dump(mode="json") for e in events]
+
+
+@router.get("/schemas")
+async def event_schemas() -> dict[str, dict[str, Any]]:
+    """The payload (``data``) of every event type, as JSON Schema."""
+    return json_schemas()

@@ -95,3 +95,16 @@ def test_subscription_patterns() -> None:
     assert ev.matches([ev.HIGH_OCCUPANCY], ev.HIGH_OCCUPANCY)
     assert not ev.matches([], ev.PERSON_LOST)
     assert ev.location("z", 0.123456, 0.5, (1.0, 2.0, 3.0))["position_m"] == [1.0, 2.0, 3.0]
+
+
+def test_every_type_has_a_schema_and_a_payload_that_differs_is_refused() -> None:
+    from invispose.event_schemas import SCHEMAS, json_schemas
+
+    assert set(SCHEMAS) == set(ev.EVENT_TYPES)
+    with pytest.raises(ValueError, match="person_id"):
+        ev.make_event(ev.PERSON_DETECTED, {"timestamp": "2026-01-01T00:00:00+00:00",
+                                           "confidence": 0.9}, WHEN)
+    with pytest.raises(ValueError, match="debug: Extra"):  # no field beyond the schema
+        ev.make_event(ev.SYSTEM_STOPPED, {**ev.system_stopped(WHEN), "debug": 1}, WHEN)
+    schema = json_schemas()["person.fall_detected"]
+    assert {"person_id", "confidence", "severity"} <= set(schema["required"])
