@@ -90,6 +90,8 @@ class MqttBridge:
         self.max_occupancy = {z.id: z.max_occupancy for z in site.zones}
         self.motion: dict[str, bool] = {}
         self.status: dict[str, Any] = {"status": "starting"}
+        self._status_sent = -1e9  # monotonic time system/status last went out
+        self.present: dict[str, int] = {}  # space -> persons in its newest frame
         self._last_pose: dict[str, float] = {}
         self.counters = {"published": 0, "connects": 0, "connection_errors": 0,
                          "oversized": 0, "bad_commands": 0}
@@ -140,6 +142,7 @@ class MqttBridge:
         """One pose frame from the bus."""
         frame = pose_frame(message)
         space_id = str(message.get("space_id"))
+        self.present[space_id] = len(frame.get("persons", []))
         now = time.monotonic()
         if now - self._last_pose.get(space_id, -1e9) >= self.config.pose_interval_s:
             self._last_pose[space_id] = now
@@ -162,17 +165,12 @@ class MqttBridge:
         if category is not None:
             await self.publish("system_alert", payload, category=category)
 
-    async def refresh_status(self) -> None:
-        """system/status and router motion from the supervisor."""
+    async def refresh_status(self, force: bool = False) -> None:
+        """Router motion (published when it changes) and system/status (every
+        ``status_interval_s``, at once when it changes or ``force``) from the supervisor."""
         if self.supervisor is None:
             return
         routers = await self.supervisor.routers_status.remote()
-        connected = sum(1 for r in routers if r.get("state") == "connected")
-        self.status = {"status": "running" if connected else "degraded",
-                       "active_routers": connected, "routers": len(routers),
-                       "persons": sum(len(p) for p in self.zones.values()),
-                       "timestamp": time.time()}
-        await self.publish("system_status", self.status)
         for router in routers:
             present = bool(router.get("motion_present"))
             if self.motion.get(str(router.get("id"))) != present:
@@ -180,6 +178,16 @@ class MqttBridge:
                 await self.publish("router_motion", {"router_id": router.get("id"),
                                                      "motion_present": present},
                                    router_id=str(router.get("id")))
+        connected = sum(1 for r in routers if r.get("state") == "connected")
+        status = {"status": "running" if connected else "degraded",
+                  "active_routers": connected, "routers": len(routers),
+                  "persons": sum(self.present.values())}
+        now = time.monotonic()
+        changed = {k: self.status.get(k) for k in status} != status
+        if force or changed or now - self._status_sent >= self.config.status_interval_s:
+            self.status = {**status, "timestamp": time.time()}
+            self._status_sent = now
+            await self.publish("system_status", self.status)
 
     # -- the connection -----------------------------------------------------------------
 
@@ -216,7 +224,7 @@ class MqttBridge:
         group, name = levels
         if group == "system" and name in ("status", "republish"):
             if name == "status":
-                await self.refresh_status()
+                await self.refresh_status(force=True)
             else:
                 await self._announce()
             reply = {"success": True, "command": name}
@@ -263,7 +271,7 @@ class MqttBridge:
         while True:
             with contextlib.suppress(Exception):
                 await self.refresh_status()
-            await asyncio.sleep(min(self.config.status_interval_s, MOTION_EVERY_S))
+            await asyncio.sleep(MOTION_EVERY_S)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until ``stop``; then say ``stopped`` and leave."""

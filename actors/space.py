@@ -263,8 +263,9 @@ class SpaceHost:
         now = time.time()
         frame.processing_time_ms = round((now - t_end_s) * 1e3, 3)
         self._publish(pose_message(self.space_id, frame, t_end_s))
-        events = [*update.events, *self.watch.hop(now, frame.processing_time_ms),
-                  *self.stillness.frame(now, floor_positions(frame))]
+        events = [*update.events, *self.watch.hop(now, frame.processing_time_ms)]
+        if self.stillness.enabled:  # the positions only when the rule is on
+            events += self.stillness.frame(now, floor_positions(frame))
         if events:
             self._queue_events(events)
         self._write_history(frame)

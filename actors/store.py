@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 
@@ -135,16 +136,16 @@ class StoreHost:
         """Remember the last event a consumer handled."""
         await self._run(self._store.set_cursor, name, event_id)
 
-    async def add_key(self, record: ApiKey, digest: str) -> None:
+    async def key_add(self, record: ApiKey, digest: str) -> None:
         """Keep a new API key (durably)."""
         await self._run(self._store.key_add, record, digest)
 
-    async def revoke_key(self, key_id: str, now_s: float) -> bool:
+    async def key_revoke(self, key_id: str, now_s: float) -> bool:
         """Revoke an API key; False if there is no such active key."""
         revoked: bool = await self._run(self._store.key_revoke, key_id, now_s)
         return revoked
 
-    async def touch_keys(self, used: dict[str, float]) -> None:
+    async def keys_touch(self, used: dict[str, float]) -> None:
         """Record API keys' last-used times."""
         await self._run(self._store.keys_touch, used)
 
@@ -175,3 +176,35 @@ class StoreHost:
 
 
 StoreActor = ray.remote(StoreHost)
+
+
+class StoreCalls(Protocol):
+    """Store methods called by name, wherever the store is: the StoreActor's reads and
+    writes, or a Store in this process."""
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class LocalStore:
+    """StoreCalls on a Store in this process (tools beside the runtime, tests)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.store, method)(*args, **kwargs)
+
+
+class ActorStore:
+    """StoreCalls on the StoreActor: reads through ``query`` (QUERIES), writes by the same
+    name as the Store's method. ``actor`` gives the handle on each call (it may have been
+    looked up again since)."""
+
+    def __init__(self, actor: Callable[[], Any]) -> None:
+        self.actor = actor
+
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        handle = self.actor()
+        if method in QUERIES:
+            return await handle.query.remote(method, *args, **kwargs)
+        return await getattr(handle, method).remote(*args, **kwargs)

@@ -23,13 +23,14 @@ import socket
 import time
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import ray
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
+from actors.store import ActorStore, StoreCalls
 from invispose.config import WebhookConfig, WebhooksConfig
 from invispose.schemas import Event
 from invispose.webhooks import (
@@ -125,40 +126,10 @@ async def attempt_delivery(
                        duration_ms=(time.perf_counter() - started) * 1e3)
 
 
-class OutboxStore(Protocol):
-    """The store calls the dispatcher makes (the StoreActor's, or a Store's)."""
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
-
-
-class LocalOutbox:
-    """OutboxStore over a Store in this process."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.store, method)(*args, **kwargs)
-
-
-class ActorOutbox:
-    """OutboxStore over the StoreActor: reads through ``query``, writes by name."""
-
-    READS = frozenset({"cursor", "events_since", "outbox_heads", "last_event_id", "webhooks"})
-
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
-
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if method in self.READS:
-            return await self.actor.query.remote(method, *args, **kwargs)
-        return await getattr(self.actor, method).remote(*args, **kwargs)
-
-
 class WebhookDispatcher:
     """Delivers the store's events to the configured endpoints (see the module doc)."""
 
-    def __init__(self, config: WebhooksConfig, store: OutboxStore) -> None:
+    def __init__(self, config: WebhooksConfig, store: StoreCalls) -> None:
         self.config = config
         self.configured = {w.id: w for w in config.endpoints}
         self.endpoints = {w.id: w for w in config.endpoints if w.enabled}
@@ -269,7 +240,7 @@ class WebhookHost:
         from invispose.config import SiteConfig
 
         config = SiteConfig.model_validate(site).webhooks
-        self.dispatcher = WebhookDispatcher(config, ActorOutbox(store))
+        self.dispatcher = WebhookDispatcher(config, ActorStore(lambda: store))
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -14,9 +14,9 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from actors.common import GATEWAY_DEPLOYMENT
+from actors.store import ActorStore
 from deployments.api import alerts, auth, events, metrics, pose, stream, system, webhooks
 from deployments.api.auth import (
-    ActorKeys,
     GatewaySecurity,
     authorize,
     gateway_security,
@@ -129,7 +129,7 @@ class Gateway:
         state = self.state
         replicas = config.serve.gateway_replicas
         self.state.security = GatewaySecurity(
-            config, config.auth.jwt_secret, ActorKeys(lambda: state.store), share=replicas,
+            config, config.auth.jwt_secret, ActorStore(lambda: state.store), share=replicas,
             take=limits_take() if replicas > 1 else None,
         )
         stream.ClientRegistry(self.state)

@@ -22,8 +22,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from actors.store import ActorStore
 from deployments.api import stream
-from deployments.api.auth import ActorKeys, GatewaySecurity, limits_take
+from deployments.api.auth import GatewaySecurity, limits_take
 from deployments.api.state import GatewayState
 from invispose.config import SiteConfig
 
@@ -72,7 +73,7 @@ class StreamServer:
         # its own key ring and limiters: asyncio objects stay on the loop that uses them
         replicas = self.site.serve.gateway_replicas
         state.security = GatewaySecurity(
-            self.site, self.site.auth.jwt_secret, ActorKeys(lambda: state.store),
+            self.site, self.site.auth.jwt_secret, ActorStore(lambda: state.store),
             share=replicas, take=limits_take() if replicas > 1 else None,
         )
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)

@@ -84,11 +84,17 @@ class InactivityWatch:
         self.space_id = space_id
         self.anchor: dict[str, tuple[float, np.ndarray, bool]] = {}  # id -> (since, spot, told)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the rule is on (``inactivity_s`` set)."""
+        return self.config.inactivity_s is not None
+
     def frame(self, now_s: float, persons: list[tuple[str, np.ndarray, str | None]]
               ) -> list[Event]:
         """One frame's persons: (id, floor position (2,) m, zone id)."""
         limit = self.config.inactivity_s
         if limit is None:
+            self.anchor.clear()  # turned off (live): spells start again when it is back
             return []
         out: list[Event] = []
         seen = set()

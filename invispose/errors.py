@@ -6,7 +6,8 @@
     │   └── UnknownFormatError a capture whose format cannot be recognised
     ├── SourceError            a live CSI source (UDP, serial, file) cannot be opened or read
     ├── SimulationError        a simulator scene or parameter is invalid
-    └── ModelError             a checkpoint cannot be loaded or does not fit the input
+    ├── ModelError             a checkpoint cannot be loaded or does not fit the input
+    └── InvalidArgument        a value a store method refuses (its type or range)
 
 Third-party exceptions are translated once, at the boundary where they are raised
 (``raise CsiParseError(...) from exc``); callers catch only this tree.
@@ -67,3 +68,8 @@ class SimulationError(InvisPoseError):
 
 class ModelError(InvisPoseError):
     """A checkpoint cannot be loaded, or does not fit the input it is given."""
+
+
+class InvalidArgument(InvisPoseError):
+    """A value a store method refuses (wrong type, out of range): the caller's mistake,
+    which the API answers with 422, unlike a store that cannot read or write (503)."""

@@ -15,7 +15,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -23,13 +23,13 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import OAuth2, SecurityScopes
 from pydantic import BaseModel, Field
 
+from actors.store import StoreCalls
 from deployments.api.problems import problem_responses
 from deployments.api.state import ComponentUnavailable, current_state
 from invispose import security
 from invispose.config import SiteConfig
 from invispose.security import (
     LOOPBACK,
-    ApiKey,
     Authenticator,
     AuthError,
     KeyRing,
@@ -69,62 +69,11 @@ oauth2 = OAuth2(
 )
 
 
-class KeyStore(Protocol):
-    """Where API keys are kept (the store actor in the system)."""
-
-    async def load(self) -> list[tuple[ApiKey, str]]: ...
-    async def add(self, record: ApiKey, digest: str) -> None: ...
-    async def revoke(self, key_id: str, now_s: float) -> bool: ...
-    async def touch(self, used: dict[str, float]) -> None: ...
-
-
-class StoreKeys:
-    """KeyStore over a Store used in this process (``invispose keys``, tests)."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    async def load(self) -> list[tuple[ApiKey, str]]:
-        result: list[tuple[ApiKey, str]] = self.store.key_digests()
-        return result
-
-    async def add(self, record: ApiKey, digest: str) -> None:
-        self.store.key_add(record, digest)
-
-    async def revoke(self, key_id: str, now_s: float) -> bool:
-        revoked: bool = self.store.key_revoke(key_id, now_s)
-        return revoked
-
-    async def touch(self, used: dict[str, float]) -> None:
-        self.store.keys_touch(used)
-
-
-class ActorKeys:
-    """KeyStore over the StoreActor (``actor`` looks the handle up on each use)."""
-
-    def __init__(self, actor: Callable[[], Any]) -> None:
-        self.actor = actor
-
-    async def load(self) -> list[tuple[ApiKey, str]]:
-        result: list[tuple[ApiKey, str]] = await self.actor().query.remote("key_digests")
-        return result
-
-    async def add(self, record: ApiKey, digest: str) -> None:
-        await self.actor().add_key.remote(record, digest)
-
-    async def revoke(self, key_id: str, now_s: float) -> bool:
-        revoked: bool = await self.actor().revoke_key.remote(key_id, now_s)
-        return revoked
-
-    async def touch(self, used: dict[str, float]) -> None:
-        await self.actor().touch_keys.remote(used)
-
-
 class GatewaySecurity:
     """One replica's credentials check: the codec, the key ring (reloaded every
     ``auth.recheck_s``), the rate limiters, and counters."""
 
-    def __init__(self, site: SiteConfig, secret: str | None, keys: KeyStore,
+    def __init__(self, site: SiteConfig, secret: str | None, keys: StoreCalls,
                  share: int = 1, take: Take | None = None) -> None:
         self.site = site
         self.enabled = site.auth.enabled
@@ -154,8 +103,9 @@ class GatewaySecurity:
         used = self.ring.take_used()
         try:
             if used:
-                await self.keys.touch(used)
-            self.ring.replace(await asyncio.wait_for(self.keys.load(), KEYS_LOAD_TIMEOUT_S))
+                await self.keys.call("keys_touch", used)
+            self.ring.replace(await asyncio.wait_for(self.keys.call("key_digests"),
+                                                     KEYS_LOAD_TIMEOUT_S))
             self._loads += 1
         except Exception as exc:
             self.counts["key_reload_errors"] += 1
@@ -394,7 +344,7 @@ async def create_key(
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     digest = security.key_digest(key)
-    await guard.keys.add(record, digest)
+    await guard.keys.call("key_add", record, digest)
     guard.ring.add(record, digest)
     logger.info("API key %s (%s) created by %s", record.id, record.name, principal.subject)
     return {**record.public(), "key": key}
@@ -405,7 +355,8 @@ async def list_keys(
     request: Request, _: Principal = authorize(security.ADMIN_ALL)
 ) -> list[dict[str, Any]]:
     """Every API key, revoked ones too (never their secrets)."""
-    return [record.public() for record, _ in await gateway_security(request).keys.load()]
+    stored = await gateway_security(request).keys.call("key_digests")
+    return [record.public() for record, _ in stored]
 
 
 @router.delete("/keys/{key_id}", status_code=204, response_class=Response)
@@ -415,8 +366,8 @@ async def revoke_key(
     """Revoke an API key: requests with it, and tokens issued for it, are refused from now
     on; open WebSocket sessions using it close within ``auth.recheck_s``."""
     guard = gateway_security(request)
-    if not security.KEY_ID.fullmatch(key_id) or not await guard.keys.revoke(
-        key_id, time.time()
+    if not security.KEY_ID.fullmatch(key_id) or not await guard.keys.call(
+        "key_revoke", key_id, time.time()
     ):
         raise HTTPException(status_code=404, detail="no active API key with this id")
     guard.ring.revoke(key_id)

@@ -19,7 +19,7 @@ from ray.exceptions import RayError
 from starlette.exceptions import HTTPException
 
 from deployments.api.state import ComponentUnavailable, current_state
-from invispose.errors import InvisPoseError
+from invispose.errors import InvalidArgument
 from invispose.security import AuthError, RateLimited, ScopeError
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """A call to an actor failed: 503 naming the component (the Ray text goes to the log);
     422 when the actor refused the request's values (a store query out of range)."""
     logger.warning("gateway: %s %s: %s", request.method, request.url.path, exc)
-    if isinstance(getattr(exc, "cause", None), InvisPoseError):
+    if isinstance(getattr(exc, "cause", None), InvalidArgument):
         return problem(422, "a parameter is out of the range this query accepts",
                        instance=request.url.path)
     try:

@@ -32,7 +32,6 @@ from deployments.api.state import GatewayState, current_state
 from invispose.bus import EVENT_TOPIC, POSE_TOPIC, pose_frame
 from invispose.config import WebSocketConfig
 from invispose.security import (
-    LOOPBACK,
     STREAM_SUBSCRIBE,
     AuthError,
     Principal,
@@ -467,7 +466,7 @@ class ClientRegistry:
 
 
 async def _admit(
-    websocket: WebSocket, guard: GatewaySecurity | None, registry: ClientRegistry, peer: str
+    websocket: WebSocket, guard: GatewaySecurity, registry: ClientRegistry, peer: str
 ) -> Principal | None:
     """Check the upgrade's Origin and credential; accept, or refuse and return None.
 
@@ -475,9 +474,6 @@ async def _admit(
     a missing or bad credential closes with 4001, a credential without
     ``stream:subscribe`` with 4003, too many attempts with 4029.
     """
-    if guard is None:  # no security configured in this process (unit tests of sessions)
-        await websocket.accept()
-        return LOOPBACK
     headers = websocket.headers
     if not origin_allowed(headers.get("origin"), headers.get("host"),
                           guard.site.api.cors.allow_origins):
@@ -540,7 +536,7 @@ async def stream(websocket: WebSocket) -> None:
         client.fail(CLOSE_AUTH, exc.detail[:120])
 
     watcher = None
-    if guard is not None and guard.enabled:
+    if guard.enabled:
         watcher = asyncio.get_running_loop().create_task(
             guard.watch(principal, credential_lapsed))
     try:

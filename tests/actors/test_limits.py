@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from deployments.api.auth import GatewaySecurity, StoreKeys, limits_take
+from actors.store import LocalStore
+from deployments.api.auth import GatewaySecurity, limits_take
 from invispose.config import parse_config
 from invispose.security import POSE_READ, Principal, RateLimited
 from invispose.store import Store
@@ -23,7 +24,7 @@ def test_two_replicas_admit_exactly_the_limit_together(ray_cluster: int, tmp_pat
         "api": {"rate_limits": {"authenticated": {"requests": 40, "window_s": 3600}}},
     }, env={})
     store = Store(tmp_path / "s.db")
-    replicas = [GatewaySecurity(site, "t" * 40, StoreKeys(store), share=2, take=limits_take())
+    replicas = [GatewaySecurity(site, "t" * 40, LocalStore(store), share=2, take=limits_take())
                 for _ in range(2)]
     alice = Principal("alice", frozenset({POSE_READ}), "jwt")
 

@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from actors.webhooks import LocalOutbox, WebhookDispatcher
+from actors.store import LocalStore
+from actors.webhooks import WebhookDispatcher
 from invispose.config import WebhooksConfig
 from invispose.schemas import Event
 from invispose.store import Store
@@ -97,7 +98,7 @@ async def deliver_until(receiver: Receiver, store: Store, hooks: WebhooksConfig,
     """Serve ``receiver`` and step a dispatcher over ``store`` until ``done``; both closed
     after (the dispatcher is returned for its counters)."""
     await receiver.start()
-    dispatcher = WebhookDispatcher(hooks, LocalOutbox(store))
+    dispatcher = WebhookDispatcher(hooks, LocalStore(store))
     try:
         await until(dispatcher, done)
     finally:
@@ -186,12 +187,12 @@ def test_a_receiver_down_for_a_while_then_gets_every_event_after_a_restart(
     async def run() -> None:
         receiver = Receiver()  # not started: connections are refused
         store = store_with_events(tmp_path, 3)
-        first = WebhookDispatcher(config(receiver.url, max_attempts=50), LocalOutbox(store))
+        first = WebhookDispatcher(config(receiver.url, max_attempts=50), LocalStore(store))
         await until(first, lambda: len(store.deliveries("ha")) >= 3)  # failing attempts
         await first.close()  # the dispatcher goes (as a killed actor would), mid-retry
         assert not any(d["delivered"] for d in store.deliveries("ha"))
         await receiver.start()
-        second = WebhookDispatcher(config(receiver.url, max_attempts=50), LocalOutbox(store))
+        second = WebhookDispatcher(config(receiver.url, max_attempts=50), LocalStore(store))
         try:
             await until(second, lambda: len(receiver.got) == 3)
         finally:
@@ -213,7 +214,7 @@ def test_loopback_and_private_targets_are_refused_unless_allowed(tmp_path: Path)
                               ("name", receiver.url.replace("127.0.0.1", "localhost"))):
                 (tmp_path / name).mkdir()
                 store = store_with_events(tmp_path / name, 1)
-                dispatcher = WebhookDispatcher(config(url, allow=[]), LocalOutbox(store))
+                dispatcher = WebhookDispatcher(config(url, allow=[]), LocalStore(store))
                 try:
                     await until(dispatcher, lambda s=store: len(s.deliveries("ha")) == 1)
                     await dispatcher.step()  # and nothing more: refused is final

@@ -12,7 +12,8 @@ from typing import Any
 
 import uvicorn
 
-from deployments.api.auth import GatewaySecurity, StoreKeys
+from actors.store import LocalStore
+from deployments.api.auth import GatewaySecurity
 from deployments.api.state import GatewayState
 from deployments.api.stream import ClientRegistry
 from deployments.gateway import app
@@ -33,7 +34,7 @@ class Server:
 
     def __init__(self, site: SiteConfig, store: Store) -> None:
         self.store = store
-        self.guard = GatewaySecurity(site, SECRET, StoreKeys(store))
+        self.guard = GatewaySecurity(site, SECRET, LocalStore(store))
         state = GatewayState(site)
         ClientRegistry(state)
         state.security = self.guard
